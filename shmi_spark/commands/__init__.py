@@ -1,0 +1,1 @@
+"""Sub-commands of ``shmi``: one module each, ``add_arguments`` and ``run``."""

@@ -1,0 +1,304 @@
+"""Typed run configuration, read once from a TOML profile and passed down.
+
+Every **[choice]** of METHOD.md is a setting here, never a constant in a stage.
+A profile (``conf/local.toml``, ``conf/cluster.toml``, ``conf/test.toml``) is a
+TOML file with the sections below; any key can be overridden on the command
+line with ``--set section.key=value`` (the value in TOML syntax, or a bare
+string).  An unknown section or key, or a value of the wrong type, is a
+:class:`ConfigError` naming the key.
+
+Relative paths inside a profile are resolved against the profile's folder;
+paths given on the command line against the current directory.  Paths with a
+URI scheme (``hdfs:``, ``s3a:``, ``file:``) are left as they are.
+
+>>> cfg = load_config(None, overrides=["method.death_window_days=30"])
+>>> cfg.method.death_window_days
+30
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PROFILE = PROJECT_ROOT / "conf" / "local.toml"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the offending key in the message."""
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    """Local-mode sizing; under spark-submit only ``app_name`` and ``extra`` apply."""
+
+    master: str = "local[2]"
+    app_name: str = "shmi-spark"
+    driver_memory: str = "8g"
+    shuffle_partitions: int = 8
+    ui: bool = False
+    console_progress: bool = True
+    log_level: str = "WARN"
+    local_dir: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """Where the run reads HES episodes, ONS deaths and the trust reference.
+
+    ``dir`` is a folder holding ``hes_apc/``, ``ons_deaths/`` and
+    ``reference/trusts.csv``; ``hes``, ``deaths`` and ``trusts`` override its
+    parts one by one.  ``format`` is ``auto`` (by extension / folder content),
+    ``parquet`` or ``csv``; ``delimiter`` is ``auto`` (sniffed from the header
+    line) or a single character.
+    """
+
+    dir: str = ""
+    hes: str = ""
+    deaths: str = ""
+    trusts: str = ""
+    format: str = "auto"
+    delimiter: str = "auto"
+
+
+@dataclass(frozen=True)
+class ReferenceConfig:
+    """Diagnosis-group lookup and Charlson list (METHOD.md §1, §4).
+
+    ``diag_lookup_format`` is ``default`` (the project's range table in
+    ``conf/reference/``) or ``nhs`` (NHS England's published
+    ``ICD10_CODE, CCS_CATEGORY, SHMI_DIAGNOSIS_GROUP`` file, labels from
+    ``diag_labels``).  ``charlson_format`` is ``default`` or ``nhs`` (the
+    multi-source code list; ``charlson_source`` picks its rows).
+    """
+
+    diag_lookup: str = "reference/diag_groups.csv"
+    diag_lookup_format: str = "default"
+    diag_labels: str = ""
+    charlson: str = "reference/charlson.csv"
+    charlson_format: str = "default"
+    charlson_source: str = "SHMI spec"
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """The method's **[choice]** settings (METHOD.md §2, §3, §5, §6)."""
+
+    # §2: when the first episode's primary diagnosis is a symptom code
+    # (chapter R) and the spell has a second episode, use the second's.
+    symptom_second_episode: bool = False
+    # §4: apply the Charlson hierarchy (metastatic over cancer, severe over
+    # mild liver disease) before summing weights.
+    charlson_hierarchy: bool = False
+    # §3: a death counts if DOD - DISDATE <= this many days.
+    death_window_days: int = 30
+    # §2: the group id given to unmapped or invalid primary diagnoses.
+    invalid_diagnosis_group: int = 0
+    # §6: scale expected deaths so that national sum E = sum O.
+    rescale_expected: bool = True
+    # §6: share of trusts trimmed from each end of the z distribution.
+    trim_fraction: float = 0.10
+    # §5: modelling window length in months, ending with the period.
+    modelling_window_months: int = 36
+    # §6: reporting period length in months.
+    period_months: int = 12
+    # §6: last month of the reporting period, "YYYY-MM"; empty = latest
+    # complete month in the data.
+    period_end: str = ""
+    # The paper's design: fit and score each financial year and the pooled
+    # five years 2005/06-2009/10.
+    five_year: bool = False
+    five_year_first: int = 2005
+    five_year_count: int = 5
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Per-group logistic regression (METHOD.md §5)."""
+
+    parallelism: int = 4
+    max_iter: int = 100
+    tol: float = 1e-10
+    # L2 penalty used when a group shows separation or fails to converge
+    # (degenerate_rule = "ridge"), or for every group if > 0 and rule "always".
+    ridge_penalty: float = 1e-4
+    # "ridge": refit degenerate groups with ridge_penalty;
+    # "crude": degenerate groups fall back to their crude rate.
+    degenerate_rule: str = "ridge"
+    # Groups with fewer deaths than this use their crude rate.
+    min_deaths: int = 1
+    scheduler_pool: str = "shmi_models"
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where a run writes, and disclosure control (METHOD.md §9)."""
+
+    dir: str = "out/run"
+    overwrite: bool = True
+    publication: bool = False
+    suppress_min: int = 1
+    suppress_max: int = 7
+    round_to: int = 5
+    csv_decimals: int = 4
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole run configuration."""
+
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    profile: str = ""
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (for summary.json)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, section: str, **changes: Any) -> "Config":
+        """A copy with some keys of one section changed."""
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
+
+
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "profile"}
+_PATH_KEYS = {
+    ("input", "dir"), ("input", "hes"), ("input", "deaths"), ("input", "trusts"),
+    ("reference", "diag_lookup"), ("reference", "diag_labels"), ("reference", "charlson"),
+    ("output", "dir"), ("spark", "local_dir"),
+}
+_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+
+
+def _section_class(name: str):
+    hints = get_type_hints(Config)
+    return hints[name]
+
+
+def resolve_path(value: str, base: Path) -> str:
+    """Resolve a relative local path against ``base``; leave URIs and blanks."""
+    if not value or _URI.match(value) and not re.match(r"^[a-zA-Z]:[\\/]", value):
+        return value
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def _coerce(section: str, key: str, value: Any, typ: Any) -> Any:
+    name = f"{section}.{key}"
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"setting '{name}' must be true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"setting '{name}' must be an integer, got {value!r}")
+    if typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"setting '{name}' must be a number, got {value!r}")
+    if typ is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"setting '{name}' must be a string, got {value!r}")
+    if typ is dict:
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        raise ConfigError(f"setting '{name}' must be a table, got {value!r}")
+    raise ConfigError(f"setting '{name}' has unsupported type")  # pragma: no cover
+
+
+def _apply(raw: dict, base: Path, sections: dict[str, dict], origin: str) -> None:
+    for section, body in raw.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"unknown config section '{section}' in {origin} "
+                              f"(known: {', '.join(sorted(_SECTIONS))})")
+        if not isinstance(body, dict):
+            raise ConfigError(f"config section '{section}' in {origin} must be a table")
+        cls = _section_class(section)
+        hints = get_type_hints(cls)
+        for key, value in body.items():
+            if key not in hints:
+                raise ConfigError(f"unknown setting '{section}.{key}' in {origin} "
+                                  f"(known: {', '.join(sorted(hints))})")
+            value = _coerce(section, key, value, hints[key])
+            if (section, key) in _PATH_KEYS:
+                value = resolve_path(value, base)
+            sections.setdefault(section, {})[key] = value
+
+
+def parse_override(text: str) -> dict:
+    """``'section.key=value'`` → ``{section: {key: value}}`` (value as TOML, else string)."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"override '{text}' must look like section.key=value")
+    dotted, value = text.split("=", 1)
+    section, key = dotted.strip().split(".", 1)
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    return {section: {key: parsed}}
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None,
+                settings: dict | None = None) -> Config:
+    """Read a profile (default ``conf/local.toml``) and apply overrides.
+
+    ``overrides`` are ``section.key=value`` strings (command line ``--set``),
+    ``settings`` a nested dict from specific command-line flags; both are
+    resolved against the current directory.
+    """
+    profile = Path(path) if path else DEFAULT_PROFILE
+    if not profile.is_file():
+        raise ConfigError(f"config file not found: {profile}")
+    try:
+        raw = tomllib.loads(profile.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {profile} is not valid TOML: {exc}") from None
+    sections: dict[str, dict] = {}
+    _apply(raw, profile.resolve().parent, sections, str(profile))
+    cwd = Path.cwd()
+    for text in overrides or []:
+        _apply(parse_override(text), cwd, sections, f"--set {text}")
+    if settings:
+        _apply(settings, cwd, sections, "the command line")
+    built = {name: _section_class(name)(**sections.get(name, {})) for name in _SECTIONS}
+    cfg = Config(**built, profile=str(profile.resolve()))
+    validate_config(cfg)
+    return cfg
+
+
+def validate_config(cfg: Config) -> None:
+    """Check values that have a closed set or a range."""
+    checks = [
+        (cfg.input.format in {"auto", "parquet", "csv"}, "input.format", "auto, parquet or csv"),
+        (cfg.input.delimiter == "auto" or len(cfg.input.delimiter) == 1, "input.delimiter",
+         "'auto' or one character"),
+        (cfg.reference.diag_lookup_format in {"default", "nhs"}, "reference.diag_lookup_format",
+         "default or nhs"),
+        (cfg.reference.charlson_format in {"default", "nhs"}, "reference.charlson_format",
+         "default or nhs"),
+        (cfg.method.death_window_days >= 0, "method.death_window_days", ">= 0"),
+        (0 <= cfg.method.trim_fraction < 0.5, "method.trim_fraction", "in [0, 0.5)"),
+        (cfg.method.modelling_window_months >= cfg.method.period_months >= 1,
+         "method.modelling_window_months", ">= method.period_months >= 1"),
+        (cfg.method.period_end == "" or re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", cfg.method.period_end),
+         "method.period_end", "YYYY-MM"),
+        (cfg.model.parallelism >= 1, "model.parallelism", ">= 1"),
+        (cfg.model.degenerate_rule in {"ridge", "crude"}, "model.degenerate_rule", "ridge or crude"),
+        (cfg.model.ridge_penalty >= 0, "model.ridge_penalty", ">= 0"),
+        (cfg.output.round_to >= 1, "output.round_to", ">= 1"),
+        (cfg.spark.shuffle_partitions >= 1, "spark.shuffle_partitions", ">= 1"),
+    ]
+    for ok, key, want in checks:
+        if not ok:
+            raise ConfigError(f"setting '{key}' must be {want}")
