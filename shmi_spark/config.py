@@ -134,6 +134,9 @@ class ModelConfig:
     # Groups with fewer deaths than this use their crude rate.
     min_deaths: int = 1
     scheduler_pool: str = "shmi_models"
+    # An unpenalised fit with any |coefficient| above this is treated as
+    # separated (degenerate_rule applies).
+    max_abs_coef: float = 15.0
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,369 @@
+"""Risk models: one logistic regression per diagnosis group (METHOD.md §5).
+
+``death ~ AGE_BAND + SEX_CAT + ADMIMETH_CAT + ADM_MONTH + YEAR_INDEX +
+CHARLSON_BAND (+ BIRWEIT_BAND)``, all categorical main effects, fitted on the
+covariate cells (:mod:`shmi_spark.cells`) with Spark ML's
+``GeneralizedLinearRegression(family="binomial", link="logit")``: label
+``DEATHS / SPELLS``, weight ``SPELLS``.  The weighted binomial likelihood of
+the cells is the record-level likelihood, so the estimates are exactly the
+record-level MLE (IRLS to ``config.tol`` on the coefficients).
+
+Encoding (per group, done here, not by a Spark indexer):
+
+* a term's levels are those with spells in the group (levels absent from the
+  group are dropped, and listed in ``DETAIL``); a null covariate is the level
+  ``unknown``;
+* the **reference level** of a term is its most populous level in the group
+  (most spells; ties go to the first level in natural order — numbers
+  numerically, then strings); every other level gets a 0/1 indicator;
+* a term with one level in the group has no parameter (its level is reported
+  as the reference);
+* ``BIRWEIT_BAND`` enters only for groups with a level other than ``n/a``.
+
+Degenerate groups (METHOD.md §5), reported in the diagnostics' ``RULE`` and
+``DETAIL``:
+
+* fewer than ``config.min_deaths`` deaths, no deaths, or no survivors →
+  ``crude_rate``: every spell gets the group's crude rate (0 deaths → 0, all
+  died → 1), no fit;
+* no covariate varies → ``mle`` in closed form (intercept = logit of the rate);
+* separation — a level of an included term where nobody or everybody died
+  (found before fitting), or an unpenalised fit that does not converge within
+  ``config.max_iter``, has a non-finite coefficient or standard error
+  (singular design) or any ``|coefficient| > config.max_abs_coef`` — applies
+  ``config.degenerate_rule``: ``"ridge"`` refits with Spark's L2
+  ``regParam = config.ridge_penalty`` (Spark's objective is the mean weighted
+  deviance / 2 + λ/2·||β||², intercept unpenalised: on the total
+  log-likelihood that is a penalty λ·SPELLS/2·||β||²) → ``ridge``, standard
+  errors null; ``"crude"`` → ``crude_rate``.  A ridge fit that fails too falls
+  back to ``crude_rate`` (the error is in ``DETAIL``).
+
+Outputs (:class:`GroupModels`, pandas):
+
+``coefficients`` — the shape NHS England publishes as "statistical model data":
+``DIAG_GROUP, TERM, LEVEL, ESTIMATE, STD_ERROR`` plus ``REFERENCE`` (bool).
+``TERM`` is ``INTERCEPT`` (``LEVEL`` ``''``) or a covariate column name; every
+level with spells in the group is listed, the reference with estimate 0.  A
+crude-rate group has a single row ``TERM = 'CRUDE_RATE'``, ``LEVEL = ''``,
+``ESTIMATE`` = the rate (a probability, not a log-odds), ``STD_ERROR`` its
+binomial standard error.
+
+``diagnostics`` — one row per group: ``DIAG_GROUP, SPELLS, DEATHS, N_CELLS,
+N_PARAMS, ITERATIONS, CONVERGED, RULE, DETAIL, SECONDS`` (+ the columns of
+``groups_meta``, e.g. a group label, when given).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from .cells import COVARIATES
+from .config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+TERMS = list(COVARIATES)
+INTERCEPT = "INTERCEPT"
+CRUDE_RATE = "CRUDE_RATE"
+NA_LEVEL = "n/a"
+UNKNOWN_LEVEL = "unknown"
+PERINATAL_TERM = "BIRWEIT_BAND"
+
+COEF_COLUMNS = ["DIAG_GROUP", "TERM", "LEVEL", "ESTIMATE", "STD_ERROR", "REFERENCE"]
+DIAG_COLUMNS = ["DIAG_GROUP", "SPELLS", "DEATHS", "N_CELLS", "N_PARAMS", "ITERATIONS",
+                "CONVERGED", "RULE", "DETAIL", "SECONDS"]
+
+
+def level_expr(term: str) -> Column:
+    """A covariate's level as the string used in the coefficients table (null → ``unknown``)."""
+    return F.coalesce(F.col(term).cast("string"), F.lit(UNKNOWN_LEVEL))
+
+
+def level_sort_key(level: str):
+    """Natural order of levels: numbers numerically, then strings."""
+    try:
+        return (0, float(level), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(level))
+
+
+@dataclass
+class GroupModels:
+    """The fitted models: pandas ``coefficients`` and ``diagnostics`` (see module doc)."""
+
+    coefficients: pd.DataFrame
+    diagnostics: pd.DataFrame
+
+
+@dataclass
+class _Design:
+    group: int
+    spells: int
+    deaths: int
+    n_cells: int
+    # term -> list of (level, spells, deaths) in natural order
+    levels: dict[str, list[tuple[str, int, int]]] = field(default_factory=dict)
+    reference: dict[str, str] = field(default_factory=dict)
+    features: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    separated: list[str] = field(default_factory=list)
+
+
+def _designs(meta: pd.DataFrame, all_levels: dict[str, list[str]]) -> list[_Design]:
+    """Per-group encoding from the (group, term, level) spell/death counts."""
+    designs = []
+    for group, gm in meta.groupby("DIAG_GROUP", sort=True):
+        first = gm[gm["TERM"] == TERMS[0]]
+        d = _Design(group=int(group), spells=int(first["SPELLS"].sum()),
+                    deaths=int(first["DEATHS"].sum()), n_cells=int(first["N_CELLS"].sum()))
+        single, absent = [], []
+        for term in TERMS:
+            tm = gm[gm["TERM"] == term]
+            rows = sorted(((str(r.LEVEL), int(r.SPELLS), int(r.DEATHS)) for r in tm.itertuples()),
+                          key=lambda x: level_sort_key(x[0]))
+            if term == PERINATAL_TERM and all(lv == NA_LEVEL for lv, _, _ in rows):
+                continue
+            d.levels[term] = rows
+            present = {lv for lv, _, _ in rows}
+            missing = [lv for lv in all_levels.get(term, []) if lv not in present
+                       and not (term == PERINATAL_TERM and lv == NA_LEVEL)]
+            if missing:
+                absent.append(f"{term}{{{','.join(missing)}}}")
+            # most populous level; ties -> first in natural order (rows are sorted)
+            ref = max(rows, key=lambda x: x[1])[0]
+            d.reference[term] = ref
+            if len(rows) == 1:
+                single.append(f"{term}={ref}")
+                continue
+            for lv, s, dth in rows:
+                if dth == 0 or dth == s:
+                    d.separated.append(f"{term}={lv} ({dth}/{s} died)")
+                if lv != ref:
+                    d.features.append((term, lv))
+        if absent:
+            d.notes.append("levels absent, dropped: " + " ".join(absent))
+        if single:
+            d.notes.append("single-level terms, no parameter: " + " ".join(single))
+        designs.append(d)
+    return designs
+
+
+def _group_meta(cached: DataFrame) -> pd.DataFrame:
+    """(DIAG_GROUP, TERM, LEVEL) → SPELLS, DEATHS, N_CELLS, one small Spark job."""
+    pairs = F.array(*[F.struct(F.lit(t).alias("TERM"), level_expr(t).alias("LEVEL")) for t in TERMS])
+    exploded = cached.select("DIAG_GROUP", F.explode(pairs).alias("TL"), "SPELLS", "DEATHS")
+    meta = (exploded.groupBy("DIAG_GROUP", F.col("TL.TERM").alias("TERM"), F.col("TL.LEVEL").alias("LEVEL"))
+            .agg(F.sum("SPELLS").cast("long").alias("SPELLS"),
+                 F.sum("DEATHS").cast("long").alias("DEATHS"),
+                 F.count(F.lit(1)).cast("long").alias("N_CELLS")))
+    return meta.toPandas()
+
+
+def _crude(d: _Design, rule_detail: list[str], seconds: float = 0.0):
+    rate = d.deaths / d.spells
+    se = math.sqrt(rate * (1 - rate) / d.spells)
+    coefs = [dict(DIAG_GROUP=d.group, TERM=CRUDE_RATE, LEVEL="", ESTIMATE=rate, STD_ERROR=se,
+                  REFERENCE=False)]
+    diag = dict(DIAG_GROUP=d.group, SPELLS=d.spells, DEATHS=d.deaths, N_CELLS=d.n_cells,
+                N_PARAMS=1, ITERATIONS=0, CONVERGED=True, RULE="crude_rate",
+                DETAIL="; ".join(rule_detail + d.notes), SECONDS=seconds)
+    return coefs, diag
+
+
+def _coef_rows(d: _Design, intercept: float, intercept_se, betas, ses) -> list[dict]:
+    rows = [dict(DIAG_GROUP=d.group, TERM=INTERCEPT, LEVEL="", ESTIMATE=float(intercept),
+                 STD_ERROR=None if intercept_se is None else float(intercept_se), REFERENCE=False)]
+    index = {f: i for i, f in enumerate(d.features)}
+    for term, rows_t in d.levels.items():
+        for lv, _, _ in rows_t:
+            i = index.get((term, lv))
+            if i is None:
+                rows.append(dict(DIAG_GROUP=d.group, TERM=term, LEVEL=lv, ESTIMATE=0.0,
+                                 STD_ERROR=None, REFERENCE=True))
+            else:
+                rows.append(dict(DIAG_GROUP=d.group, TERM=term, LEVEL=lv, ESTIMATE=float(betas[i]),
+                                 STD_ERROR=None if ses is None else float(ses[i]), REFERENCE=False))
+    return rows
+
+
+def _glr_fit(cached: DataFrame, d: _Design, config: ModelConfig, reg_param: float):
+    """Fit one group's weighted cells with Spark's IRLS; returns (intercept, betas, ses|None, iterations)."""
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.ml.regression import GeneralizedLinearRegression
+
+    names = [f"x{i}" for i in range(len(d.features))]
+    indicators = [F.when(level_expr(t) == F.lit(lv), F.lit(1.0)).otherwise(F.lit(0.0)).alias(n)
+                  for (t, lv), n in zip(d.features, names)]
+    data = (cached.where(F.col("DIAG_GROUP") == F.lit(d.group)).coalesce(1)
+            .select(*indicators,
+                    (F.col("DEATHS") / F.col("SPELLS")).alias("label"),
+                    F.col("SPELLS").cast("double").alias("weight")))
+    data = VectorAssembler(inputCols=names, outputCol="features").transform(data) \
+        .select("features", "label", "weight")
+    glr = GeneralizedLinearRegression(family="binomial", link="logit", solver="irls",
+                                      labelCol="label", weightCol="weight", featuresCol="features",
+                                      fitIntercept=True, maxIter=config.max_iter, tol=config.tol,
+                                      regParam=reg_param)
+    model = glr.fit(data)
+    betas = np.asarray(model.coefficients.toArray(), dtype=float)
+    intercept = float(model.intercept)
+    iterations = int(model.summary.numIterations)
+    ses = None
+    if reg_param == 0.0:
+        try:
+            ses = np.asarray(model.summary.coefficientStandardErrors, dtype=float)
+        except Exception as exc:  # noqa: BLE001 - Spark gives none when the normal equations are singular
+            log.info("group %s: no standard errors (%s)", d.group, exc)
+            ses = None
+    return intercept, betas, ses, iterations
+
+
+def _fit_one(spark: SparkSession, cached: DataFrame, d: _Design, config: ModelConfig):
+    """Fit one group following the rules of the module doc; returns (coef rows, diagnostics row)."""
+    sc = spark.sparkContext
+    sc.setLocalProperty("spark.scheduler.pool", config.scheduler_pool)
+    sc.setJobDescription(f"SHMI risk model, diagnosis group {d.group}")
+    t0 = time.perf_counter()
+    try:
+        return _fit_rules(cached, d, config, t0)
+    finally:
+        sc.setJobDescription(None)
+
+
+def _fit_rules(cached: DataFrame, d: _Design, config: ModelConfig, t0: float):
+    def diag(n_params, iterations, converged, rule, detail):
+        return dict(DIAG_GROUP=d.group, SPELLS=d.spells, DEATHS=d.deaths, N_CELLS=d.n_cells,
+                    N_PARAMS=n_params, ITERATIONS=iterations, CONVERGED=converged, RULE=rule,
+                    DETAIL="; ".join(detail + d.notes), SECONDS=time.perf_counter() - t0)
+
+    if d.deaths == 0 or d.deaths < config.min_deaths:
+        return _crude(d, [f"{d.deaths} deaths (< min_deaths {config.min_deaths} or none)"],
+                      time.perf_counter() - t0)
+    if d.deaths >= d.spells:
+        return _crude(d, ["no survivors"], time.perf_counter() - t0)
+    if not d.features:
+        rate = d.deaths / d.spells
+        coefs = _coef_rows(d, math.log(rate / (1 - rate)),
+                           math.sqrt(1 / d.deaths + 1 / (d.spells - d.deaths)), [], [])
+        return coefs, diag(1, 0, True, "mle", ["no covariate varies: intercept-only, closed form"])
+
+    problems: list[str] = []
+    if d.separated:
+        problems.append("separation: " + ", ".join(d.separated))
+    else:
+        try:
+            b0, b, se, it = _glr_fit(cached, d, config, 0.0)
+            bad = []
+            if it >= config.max_iter:
+                bad.append(f"not converged in {it} iterations")
+            if not (np.isfinite(b0) and np.all(np.isfinite(b))):
+                bad.append("non-finite coefficients")
+            else:
+                values = np.concatenate([[b0], b])
+                worst = int(np.argmax(np.abs(values)))
+                if abs(values[worst]) > config.max_abs_coef:
+                    name = INTERCEPT if worst == 0 else "=".join(d.features[worst - 1])
+                    bad.append(f"|coefficient| > {config.max_abs_coef:g} ({name}: {values[worst]:.3g})")
+            if se is None or not np.all(np.isfinite(se)):
+                bad.append("singular design (no standard errors)")
+            if not bad:
+                coefs = _coef_rows(d, b0, se[-1], b, se[:-1])
+                return coefs, diag(len(b) + 1, it, True, "mle", [])
+            problems.extend(bad)
+        except Exception as exc:  # noqa: BLE001 - any solver failure makes the group degenerate
+            problems.append(f"unpenalised fit failed: {type(exc).__name__}: {str(exc)[:200]}")
+
+    if config.degenerate_rule == "crude":
+        return _crude(d, problems + ["degenerate_rule=crude"], time.perf_counter() - t0)
+    try:
+        b0, b, _, it = _glr_fit(cached, d, config, float(config.ridge_penalty))
+        if not (np.isfinite(b0) and np.all(np.isfinite(b))):
+            raise FloatingPointError("non-finite ridge coefficients")
+    except Exception as exc:  # noqa: BLE001 - last resort: the crude rate, with the reason
+        log.warning("group %s: ridge fit failed (%s); using the crude rate", d.group, exc)
+        return _crude(d, problems + [f"ridge fit failed: {type(exc).__name__}: {str(exc)[:200]}"],
+                      time.perf_counter() - t0)
+    coefs = _coef_rows(d, b0, None, b, None)
+    converged = it < config.max_iter
+    return coefs, diag(len(b) + 1, it, converged, "ridge",
+                       problems + [f"ridge_penalty={config.ridge_penalty:g}"])
+
+
+def _empty() -> GroupModels:
+    return GroupModels(coefficients=pd.DataFrame(columns=COEF_COLUMNS),
+                       diagnostics=pd.DataFrame(columns=DIAG_COLUMNS))
+
+
+def fit_group_models(spark: SparkSession, cells: DataFrame, *, config: ModelConfig,
+                     groups_meta: pd.DataFrame | None = None) -> GroupModels:
+    """Fit every diagnosis group's model from the cells table, ``config.parallelism`` at a time.
+
+    The cells are cached once, ordered by group (so a group's scan reads only
+    its in-memory batches); each group's fit runs on one partition
+    (``coalesce(1)``) as concurrent Spark jobs in the FAIR pool
+    ``config.scheduler_pool``.  Results are sorted, so they do not depend on
+    the order in which threads finish.  ``groups_meta`` (optional, pandas,
+    keyed by ``DIAG_GROUP``, e.g. group labels) is joined onto the diagnostics.
+    """
+    cached = (cells.select("DIAG_GROUP", *TERMS, "SPELLS", "DEATHS")
+              .where(F.col("SPELLS") > 0)
+              .orderBy("DIAG_GROUP")
+              .persist(StorageLevel.MEMORY_AND_DISK))
+    try:
+        meta = _group_meta(cached)
+        if meta.empty:
+            return _empty()
+        all_levels = {t: sorted(meta.loc[meta["TERM"] == t, "LEVEL"].astype(str).unique(),
+                                key=level_sort_key) for t in TERMS}
+        designs = _designs(meta, all_levels)
+        # biggest groups first: the pool's tail is then made of quick fits
+        order = sorted(designs, key=lambda d: -d.n_cells)
+        with ThreadPoolExecutor(max_workers=max(1, config.parallelism),
+                                thread_name_prefix="shmi-model") as pool:
+            results = list(pool.map(lambda d: _fit_one(spark, cached, d, config), order))
+    finally:
+        cached.unpersist()
+
+    coef_rows = [row for coefs, _ in results for row in coefs]
+    diag_rows = [diag for _, diag in results]
+    coefficients = pd.DataFrame(coef_rows, columns=COEF_COLUMNS)
+    term_rank = {t: i for i, t in enumerate([INTERCEPT, CRUDE_RATE, *TERMS])}
+    coefficients = (coefficients
+                    .assign(_t=coefficients["TERM"].map(term_rank),
+                            _l=coefficients["LEVEL"].map(level_sort_key))
+                    .sort_values(["DIAG_GROUP", "_t", "_l"], kind="mergesort")
+                    .drop(columns=["_t", "_l"]).reset_index(drop=True))
+    coefficients = coefficients.astype({"DIAG_GROUP": "int64", "TERM": "string", "LEVEL": "string",
+                                        "ESTIMATE": "float64", "STD_ERROR": "float64",
+                                        "REFERENCE": "bool"})
+    diagnostics = (pd.DataFrame(diag_rows, columns=DIAG_COLUMNS)
+                   .sort_values("DIAG_GROUP").reset_index(drop=True)
+                   .astype({"DIAG_GROUP": "int64", "SPELLS": "int64", "DEATHS": "int64",
+                            "N_CELLS": "int64", "N_PARAMS": "int64", "ITERATIONS": "int64",
+                            "CONVERGED": "bool", "RULE": "string", "DETAIL": "string",
+                            "SECONDS": "float64"}))
+    if groups_meta is not None and "DIAG_GROUP" in groups_meta.columns:
+        extra = groups_meta.drop_duplicates("DIAG_GROUP").astype({"DIAG_GROUP": "int64"})
+        extra = extra[["DIAG_GROUP", *[c for c in extra.columns if c not in DIAG_COLUMNS]]]
+        diagnostics = diagnostics.merge(extra, on="DIAG_GROUP", how="left")
+    return GroupModels(coefficients=coefficients, diagnostics=diagnostics)
+
+
+def write_models(models: GroupModels, path: str | Path) -> None:
+    """Write ``coefficients.{parquet,csv}`` and ``diagnostics.{parquet,csv}`` under ``path``."""
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, table in (("coefficients", models.coefficients), ("diagnostics", models.diagnostics)):
+        table.to_parquet(out / f"{name}.parquet", index=False)
+        table.to_csv(out / f"{name}.csv", index=False)

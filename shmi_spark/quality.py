@@ -1,0 +1,125 @@
+"""Model quality (METHOD.md §8; the development paper's figures).
+
+* :func:`c_statistics` — C statistic (area under the ROC curve) per diagnosis
+  group and overall, exact: the scored spells are aggregated in Spark to their
+  distinct predicted probabilities with death and survivor counts, and
+  ``C = Σ_p D_p · (S_{<p} + S_p / 2) / (D · S)`` (rank-sum formula, ties
+  counted half) is evaluated with a window over those few rows.
+* :func:`trust_r2` — R² of the least-squares line of each trust's crude death
+  rate on its expected death rate.
+* :func:`diffsum` — the difference in expected deaths between two models
+  against their mean, flagged against the ±5% lines; :func:`rank_correlation`
+  — Spearman's rank correlation of two models' values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+
+def _c_from_counts(counts: DataFrame, keys: list[str]) -> DataFrame:
+    """counts: keys + P + D + S → keys, SPELLS, DEATHS, C_STATISTIC."""
+    w = (Window.partitionBy(*keys).orderBy("P") if keys else Window.orderBy("P")) \
+        .rowsBetween(Window.unboundedPreceding, -1)
+    below = counts.withColumn("S_BELOW", F.coalesce(F.sum("S").over(w), F.lit(0)).cast("double"))
+    agg = below.groupBy(*keys).agg(
+        F.sum(F.col("D").cast("double") * (F.col("S_BELOW") + F.col("S").cast("double") / 2)).alias("NUM"),
+        F.sum("D").cast("long").alias("DEATHS"),
+        F.sum("S").cast("long").alias("SURVIVORS"))
+    c = F.when((F.col("DEATHS") > 0) & (F.col("SURVIVORS") > 0),
+               F.col("NUM") / (F.col("DEATHS").cast("double") * F.col("SURVIVORS").cast("double")))
+    return agg.select(*keys, (F.col("DEATHS") + F.col("SURVIVORS")).alias("SPELLS"), "DEATHS",
+                      c.cast("double").alias("C_STATISTIC"))
+
+
+def c_statistics(scored: DataFrame) -> pd.DataFrame:
+    """C statistic per group and overall (pandas).
+
+    Columns: ``DIAG_GROUP`` (Int64; ``<NA>`` on the overall row, which comes
+    last), ``SPELLS, DEATHS, C_STATISTIC`` (null when a group has no deaths or
+    no survivors).  Spells without a ``P_EXPECTED`` are left out.
+    """
+    died = F.col("DIED").cast("long")
+    counts = (scored.where(F.col("P_EXPECTED").isNotNull() & F.col("DIED").isNotNull())
+              .groupBy("DIAG_GROUP", F.col("P_EXPECTED").alias("P"))
+              .agg(F.sum(died).alias("D"), F.sum(F.lit(1) - died).alias("S"))
+              .cache())
+    try:
+        per_group = _c_from_counts(counts, ["DIAG_GROUP"]).toPandas()
+        overall_counts = counts.groupBy("P").agg(F.sum("D").alias("D"), F.sum("S").alias("S"))
+        overall = _c_from_counts(overall_counts, []).toPandas()
+    finally:
+        counts.unpersist()
+    per_group = per_group.sort_values("DIAG_GROUP").reset_index(drop=True)
+    overall.insert(0, "DIAG_GROUP", pd.NA)
+    out = pd.concat([per_group, overall], ignore_index=True)
+    return out.astype({"DIAG_GROUP": "Int64", "SPELLS": "int64", "DEATHS": "int64",
+                       "C_STATISTIC": "float64"})
+
+
+def _to_pandas(table) -> pd.DataFrame:
+    return table.toPandas() if isinstance(table, DataFrame) else pd.DataFrame(table)
+
+
+def trust_r2(by_trust) -> float:
+    """R² of the linear regression of crude death rate (O/SPELLS) on expected rate (E/SPELLS).
+
+    ``by_trust`` has ``SPELLS, OBSERVED, EXPECTED`` (Spark or pandas, e.g.
+    :func:`shmi_spark.expected.expected_by_trust`).  Trusts with no spells
+    are left out; NaN when fewer than two trusts or a rate does not vary.
+    """
+    t = _to_pandas(by_trust)
+    t = t[t["SPELLS"] > 0]
+    if len(t) < 2:
+        return float("nan")
+    crude = t["OBSERVED"].to_numpy(float) / t["SPELLS"].to_numpy(float)
+    exp_rate = t["EXPECTED"].to_numpy(float) / t["SPELLS"].to_numpy(float)
+    if np.ptp(crude) == 0 or np.ptp(exp_rate) == 0:
+        return float("nan")
+    r = np.corrcoef(exp_rate, crude)[0, 1]
+    return float(r * r)
+
+
+def _expected_frame(x, key: str, name: str) -> pd.DataFrame:
+    if isinstance(x, (DataFrame, pd.DataFrame)):
+        f = _to_pandas(x)
+        return f[[key, "EXPECTED"]].rename(columns={"EXPECTED": name})
+    values = np.asarray(x, dtype=float)
+    return pd.DataFrame({key: np.arange(len(values)), name: values})
+
+
+def diffsum(expected_a, expected_b, *, key: str = "PROCODE3", lines: float = 0.05) -> pd.DataFrame:
+    """Model A against model B: difference in expected deaths against their mean.
+
+    ``expected_a`` / ``expected_b``: tables with ``key`` and ``EXPECTED``
+    (Spark or pandas, e.g. two :func:`expected_by_trust` results), or two
+    aligned sequences of expected deaths (then ``key`` is the position).
+    Returns, per unit: ``EXPECTED_A, EXPECTED_B, MEAN = (A+B)/2,
+    DIFF = A−B, DIFF_PCT = DIFF/MEAN`` and the flags ``ABOVE`` (DIFF > +lines·MEAN),
+    ``BELOW`` (DIFF < −lines·MEAN) and ``OUTSIDE`` (either), i.e. outside the
+    paper's ±5% lines.  ``attrs['share_outside']`` is the share of units outside.
+    """
+    a = _expected_frame(expected_a, key, "EXPECTED_A")
+    b = _expected_frame(expected_b, key, "EXPECTED_B")
+    if len(a) != len(b) or set(a[key]) != set(b[key]):
+        raise ValueError("diffsum: the two models do not cover the same units")
+    out = a.merge(b, on=key, how="inner").sort_values(key).reset_index(drop=True)
+    out["MEAN"] = (out["EXPECTED_A"] + out["EXPECTED_B"]) / 2
+    out["DIFF"] = out["EXPECTED_A"] - out["EXPECTED_B"]
+    out["DIFF_PCT"] = np.where(out["MEAN"] > 0, out["DIFF"] / out["MEAN"].where(out["MEAN"] > 0, 1.0), 0.0)
+    out["ABOVE"] = out["DIFF"] > lines * out["MEAN"]
+    out["BELOW"] = out["DIFF"] < -lines * out["MEAN"]
+    out["OUTSIDE"] = out["ABOVE"] | out["BELOW"]
+    out.attrs["share_outside"] = float(out["OUTSIDE"].mean()) if len(out) else 0.0
+    return out
+
+
+def rank_correlation(values_a, values_b) -> float:
+    """Spearman's rank correlation between two models' values (e.g. SHMI per trust)."""
+    from scipy.stats import spearmanr
+    a = np.asarray(values_a, dtype=float)
+    b = np.asarray(values_b, dtype=float)
+    return float(spearmanr(a, b).statistic)

@@ -1,0 +1,69 @@
+"""The spell table: included spells with group, Charlson, covariates and outcome.
+
+Composes METHOD.md §2 (diagnosis group), §4 (Charlson and covariates) and §3
+(death linkage) on the spells that survived the exclusions, and ends with the
+``select`` that is the table's contract (docs/tables.md, "spells").
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from .charlson import charlson_band, charlson_score
+from .codes import financial_year
+from .config import MethodConfig
+from .covariates import (admission_method_category, age_band, birth_weight_band, imd_fifth,
+                         sex_category)
+from .diagnosis import assign_diag_group
+from .linkage import link_deaths
+
+SPELL_COLUMNS = (
+    "HESID", "SPELL_ID", "PROCODE3", "ADMIDATE", "DISDATE", "DIS_FYEAR", "DIAG_PRIMARY",
+    "DIAG_GROUP", "CHARLSON_SCORE", "CHARLSON_BAND", "AGE_BAND", "SEX_CAT", "ADMIMETH_CAT",
+    "ADM_MONTH", "BIRWEIT_BAND", "DIED", "DEATH_IN_HOSPITAL", "DOD", "PALLIATIVE", "IMD_FIFTH",
+    "N_SECONDARY",
+)
+
+
+def add_covariates(spells: DataFrame, *, charlson: pd.DataFrame, perinatal_groups: list[int],
+                   method: MethodConfig) -> DataFrame:
+    """Charlson score and band, and every covariate level (METHOD.md §4).
+
+    The Charlson score is not used for the invalid-primary-diagnosis group:
+    its spells get score 0, band ``0``.
+    """
+    invalid = F.col("DIAG_GROUP") == method.invalid_diagnosis_group
+    score = F.when(invalid, F.lit(0)).otherwise(
+        charlson_score(F.col("DIAG_SECONDARY"), charlson, hierarchy=method.charlson_hierarchy))
+    perinatal = F.col("DIAG_GROUP").isin(*perinatal_groups) if perinatal_groups else F.lit(False)
+    return (
+        spells
+        .withColumn("CHARLSON_SCORE", score)
+        .withColumn("CHARLSON_BAND", charlson_band(F.col("CHARLSON_SCORE")))
+        .withColumn("AGE_BAND", age_band(F.col("STARTAGE")))
+        .withColumn("SEX_CAT", sex_category(F.col("SEX")))
+        .withColumn("ADMIMETH_CAT", admission_method_category(F.col("ADMIMETH")))
+        .withColumn("ADM_MONTH", F.month(F.col("ADMIDATE")))
+        .withColumn("BIRWEIT_BAND", birth_weight_band(F.col("BIRWEIT_1"), perinatal))
+        .withColumn("IMD_FIFTH", imd_fifth(F.col("IMD_QUINTILE_RAW")))
+        .withColumn("N_SECONDARY", F.size(F.col("DIAG_SECONDARY")))
+        .withColumn("DIS_FYEAR", financial_year(F.col("DISDATE")))
+    )
+
+
+def spell_table(included: DataFrame, deaths: DataFrame, *, lookup4: DataFrame, lookup3: DataFrame,
+                charlson: pd.DataFrame, perinatal_groups: list[int], method: MethodConfig) -> DataFrame:
+    """Included spells (``EXCLUSION`` null) + valid deaths → linked spells.
+
+    The result carries the linkage's internal flags (for
+    :func:`shmi_spark.linkage.linkage_counts`); ``select(*SPELL_COLUMNS)`` of it
+    is the spell table.
+    """
+    grouped = assign_diag_group(
+        included, lookup4, lookup3, invalid_group=method.invalid_diagnosis_group,
+        symptom_second_episode=method.symptom_second_episode)
+    covariates = add_covariates(grouped, charlson=charlson, perinatal_groups=perinatal_groups,
+                                method=method)
+    return link_deaths(covariates, deaths, window_days=method.death_window_days)

@@ -1,0 +1,107 @@
+"""Spells: episodes → provider spells, with exclusions counted by reason.
+
+METHOD.md §2.  The unit is the provider spell: one patient's episodes in one
+trust from admission to discharge, keyed by ``PROCODE3:PROVSPNOPS`` or, when
+``PROVSPNOPS`` is blank, ``HESID:PROCODE3:ADMIDATE``.  Episodes are ordered by
+``EPIORDER`` (then ``EPISTART``, then ``EPIKEY``, for a deterministic order).
+The spell takes its diagnosis, age, sex, admission method, class and
+comorbidity from its **first** episode and its discharge date and method from
+its **last**.
+
+Exclusions, in this order (each spell gets the first that applies):
+
+* unfinished episodes (``EPISTAT`` ≠ 3) are dropped before spells are built
+  (counted as episodes, ``UNFINISHED_EPISODE``);
+* ``NO_DISCHARGE_DATE``: the last finished episode has no discharge date;
+* ``DAY_CASE_OR_REGULAR_ATTENDER``: ``CLASSPAT`` 2, 3 or 4;
+* ``STILLBIRTH``: ``DISMETH`` 5;
+* ``NOT_ACUTE_TRUST``: the trust's ``TYPE`` is not ``acute``.
+
+Missing values never exclude a spell; they become ``unknown`` levels
+(:mod:`shmi_spark.covariates`).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+EXCLUSION_REASONS = (
+    "NO_DISCHARGE_DATE", "DAY_CASE_OR_REGULAR_ATTENDER", "STILLBIRTH", "NOT_ACUTE_TRUST",
+)
+_FAR_DATE = "9999-12-31"
+
+#: Episode fields carried into the ordered episode list of a spell.
+EPISODE_FIELDS = (
+    "EPIKEY", "HESID", "ADMIDATE", "DISDATE", "DISMETH", "CLASSPAT", "STARTAGE", "SEX",
+    "ADMIMETH", "DIAG_PRIMARY_RAW", "DIAG_SECONDARY", "BIRWEIT_1", "IMD_QUINTILE_RAW",
+)
+
+
+def spell_key() -> Column:
+    """``PROCODE3:PROVSPNOPS``, or ``HESID:PROCODE3:ADMIDATE`` when PROVSPNOPS is blank."""
+    return F.when(
+        F.col("PROVSPNOPS").isNotNull(), F.concat_ws(":", F.col("PROCODE3"), F.col("PROVSPNOPS"))
+    ).otherwise(F.concat_ws(":", F.col("HESID"), F.col("PROCODE3"),
+                            F.date_format(F.col("ADMIDATE"), "yyyy-MM-dd")))
+
+
+def episode_is_palliative() -> Column:
+    """``Z515`` in any diagnosis position or treatment specialty 315 (METHOD.md §7)."""
+    return F.coalesce(
+        (F.col("DIAG_PRIMARY_RAW") == "Z515")
+        | F.array_contains(F.col("DIAG_SECONDARY"), "Z515")
+        | (F.col("TRETSPEF") == "315"),
+        F.lit(False),
+    ).cast("int")
+
+
+def build_spells(episodes: DataFrame, *, acute_trusts: list[str]) -> DataFrame:
+    """Group finished episodes into spells; every spell carries ``EXCLUSION`` (null if kept).
+
+    ``episodes`` are validated, typed episodes (:func:`shmi_spark.validate.validate_episodes`).
+    Output columns: ``SPELL_ID, HESID, PROCODE3, ADMIDATE, DISDATE, DISMETH,
+    CLASSPAT, STARTAGE, SEX, ADMIMETH, DIAG_FIRST, DIAG_SECOND, DIAG_SECONDARY,
+    BIRWEIT_1, IMD_QUINTILE_RAW, N_EPISODES, PALLIATIVE, EXCLUSION``.
+    """
+    finished = episodes.where(F.col("EPISTAT") == "3")
+    order = F.struct(
+        F.coalesce(F.col("EPIORDER"), F.lit(1 << 30)).alias("O1"),
+        F.coalesce(F.col("EPISTART"), F.lit(_FAR_DATE).cast("date")).alias("O2"),
+        F.col("EPIKEY").alias("O3"),
+        *[F.col(c) for c in EPISODE_FIELDS],
+    )
+    grouped = finished.groupBy(spell_key().alias("SPELL_ID"), F.col("PROCODE3")).agg(
+        F.sort_array(F.collect_list(order)).alias("EPS"),
+        F.max(episode_is_palliative()).alias("PALLIATIVE"),
+    )
+    first = F.element_at(F.col("EPS"), 1)
+    last = F.element_at(F.col("EPS"), -1)
+    second = F.try_element_at(F.col("EPS"), F.lit(2))
+    exclusion = (
+        F.when(last["DISDATE"].isNull(), F.lit("NO_DISCHARGE_DATE"))
+        .when(first["CLASSPAT"].isin("2", "3", "4"), F.lit("DAY_CASE_OR_REGULAR_ATTENDER"))
+        .when(last["DISMETH"] == "5", F.lit("STILLBIRTH"))
+        .when(~F.col("PROCODE3").isin(*acute_trusts) if acute_trusts else F.lit(True),
+              F.lit("NOT_ACUTE_TRUST"))
+    )
+    return grouped.select(
+        F.col("SPELL_ID"),
+        first["HESID"].alias("HESID"),
+        F.col("PROCODE3"),
+        first["ADMIDATE"].alias("ADMIDATE"),
+        last["DISDATE"].alias("DISDATE"),
+        last["DISMETH"].alias("DISMETH"),
+        first["CLASSPAT"].alias("CLASSPAT"),
+        first["STARTAGE"].alias("STARTAGE"),
+        first["SEX"].alias("SEX"),
+        first["ADMIMETH"].alias("ADMIMETH"),
+        first["DIAG_PRIMARY_RAW"].alias("DIAG_FIRST"),
+        second["DIAG_PRIMARY_RAW"].alias("DIAG_SECOND"),
+        first["DIAG_SECONDARY"].alias("DIAG_SECONDARY"),
+        first["BIRWEIT_1"].alias("BIRWEIT_1"),
+        first["IMD_QUINTILE_RAW"].alias("IMD_QUINTILE_RAW"),
+        F.size(F.col("EPS")).alias("N_EPISODES"),
+        F.col("PALLIATIVE").cast("int").alias("PALLIATIVE"),
+        exclusion.alias("EXCLUSION"),
+    )

@@ -1,0 +1,260 @@
+"""Rule tests for METHOD.md §1–4 on small hand-built cases."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+
+from shmi_spark.config import MethodConfig
+from spell_cases import episode, run_spells
+
+D = dt.date.fromisoformat
+
+
+def test_multi_episode_spell_first_gives_case_mix_last_gives_discharge(spark):
+    rows, *_ = run_spells(spark, [
+        episode(EPIKEY="E2", EPIORDER="2", EPISTART="2008-01-12", EPIEND="2008-01-20", DISDATE="2008-01-20",
+                DISMETH="1", DIAG_4_01="J189", STARTAGE="71", SEX="2", ADMIMETH="11",
+                DIAG_4_02="I500"),
+        episode(EPIKEY="E1", EPIORDER="1", EPISTART="2008-01-10", EPIEND="2008-01-12", DISDATE=None,
+                DISMETH="8", DIAG_4_01="I219", STARTAGE="70", SEX="1", ADMIMETH="21",
+                DIAG_4_02="E119"),
+    ])
+    assert list(rows) == ["RA1:S1"]
+    r = rows["RA1:S1"]
+    assert (r["DIAG_PRIMARY"], r["DIAG_GROUP"], r["AGE_BAND"], r["SEX_CAT"], r["ADMIMETH_CAT"]) == \
+        ("I219", 57, "70-74", "male", "non-elective")
+    assert (r["ADMIDATE"], r["DISDATE"], r["DIS_FYEAR"]) == (D("2008-01-10"), D("2008-01-20"), 2007)
+    assert (r["CHARLSON_SCORE"], r["CHARLSON_BAND"]) == (3, "1-5")  # diabetes from the first episode only
+    assert r["DIED"] == 0 and r["DEATH_IN_HOSPITAL"] is None and r["DOD"] is None
+
+
+def test_spell_key_without_provspnops(spark):
+    rows, *_ = run_spells(spark, [
+        episode(EPIKEY="E1", PROVSPNOPS=None, EPIORDER="1", EPIEND="2008-01-12", DISDATE=None, DISMETH="8"),
+        episode(EPIKEY="E2", PROVSPNOPS=" ", EPIORDER="2", EPISTART="2008-01-12"),
+        episode(EPIKEY="E3", PROVSPNOPS=None, ADMIDATE="2008-03-01", EPISTART="2008-03-01",
+                EPIEND="2008-03-02", DISDATE="2008-03-02"),
+    ])
+    assert sorted(rows) == ["P1:RA1:2008-01-10", "P1:RA1:2008-03-01"]
+    assert rows["P1:RA1:2008-01-10"]["DISDATE"] == D("2008-01-15")
+
+
+def test_transfer_then_death_goes_to_second_trust_only(spark):
+    rows, *_ = run_spells(spark, [
+        episode(EPIKEY="E1", PROCODE3="RA1", PROVSPNOPS="S1", ADMIDATE="2008-01-10", EPISTART="2008-01-10",
+                EPIEND="2008-01-15", DISDATE="2008-01-15", DISDEST="51"),
+        episode(EPIKEY="E2", PROCODE3="RB2", PROVSPNOPS="T1", ADMIDATE="2008-01-15", EPISTART="2008-01-15",
+                EPIEND="2008-01-18", DISDATE="2008-01-18", DISMETH="4", ADMISORC="51"),
+    ], deaths=[("P1", "2008-01-18")])
+    assert rows["RA1:S1"]["DIED"] == 0
+    assert rows["RB2:T1"]["DIED"] == 1 and rows["RB2:T1"]["DEATH_IN_HOSPITAL"] == 1
+    assert rows["RB2:T1"]["DOD"] == D("2008-01-18")
+
+
+def test_readmission_then_death_only_last_spell_dies(spark):
+    rows, *_ = run_spells(spark, [
+        episode(EPIKEY="E1", PROVSPNOPS="S1", ADMIDATE="2008-01-01", EPISTART="2008-01-01",
+                EPIEND="2008-01-05", DISDATE="2008-01-05"),
+        episode(EPIKEY="E2", PROVSPNOPS="S2", ADMIDATE="2008-01-10", EPISTART="2008-01-10",
+                EPIEND="2008-01-12", DISDATE="2008-01-12"),
+    ], deaths=[("P1", "2008-01-20")])
+    assert rows["RA1:S1"]["DIED"] == 0
+    assert rows["RA1:S2"]["DIED"] == 1 and rows["RA1:S2"]["DEATH_IN_HOSPITAL"] == 0
+
+
+def test_death_on_day_30_counts_and_day_31_does_not(spark):
+    cases = [episode(HESID="P30", EPIKEY="E1", PROVSPNOPS="A"), episode(HESID="P31", EPIKEY="E2", PROVSPNOPS="B")]
+    deaths = [("P30", (D("2008-01-15") + dt.timedelta(days=30)).isoformat()),
+              ("P31", (D("2008-01-15") + dt.timedelta(days=31)).isoformat())]
+    rows, _, _, linked = run_spells(spark, cases, deaths=deaths)
+    assert rows["RA1:A"]["DIED"] == 1 and rows["RA1:A"]["DEATH_IN_HOSPITAL"] == 0
+    assert rows["RA1:B"]["DIED"] == 0
+    # the window is a setting
+    rows, *_ = run_spells(spark, cases, deaths=deaths, method=MethodConfig(death_window_days=31))
+    assert rows["RA1:B"]["DIED"] == 1
+
+
+def test_death_in_hospital_without_ons_record(spark):
+    rows, _, _, linked = run_spells(spark, [episode(DISMETH="4")])
+    r = rows["RA1:S1"]
+    assert (r["DIED"], r["DEATH_IN_HOSPITAL"], r["DOD"]) == (1, 1, D("2008-01-15"))
+
+
+def test_ons_death_on_discharge_day_is_in_hospital(spark):
+    rows, *_ = run_spells(spark, [episode()], deaths=[("P1", "2008-01-15")])
+    assert rows["RA1:S1"]["DIED"] == 1 and rows["RA1:S1"]["DEATH_IN_HOSPITAL"] == 1
+
+
+def test_ons_death_before_admission_is_reported_not_linked(spark):
+    from shmi_spark.linkage import linkage_counts
+    from spell_cases import raw_deaths
+    from shmi_spark.validate import validate_deaths
+
+    deaths = [("P1", "2007-12-01")]
+    rows, _, _, linked = run_spells(spark, [episode()], deaths=deaths)
+    assert rows["RA1:S1"]["DIED"] == 0
+    d_ok, _ = validate_deaths(raw_deaths(spark, deaths))
+    counts = linkage_counts(linked, d_ok)
+    assert counts["deaths_before_first_admission"] == 1
+    assert counts["deaths_linked"] == 0
+
+
+def test_duplicate_death_records_keep_earliest_and_are_counted(spark):
+    from shmi_spark.linkage import linkage_counts
+    from spell_cases import raw_deaths
+    from shmi_spark.validate import validate_deaths
+
+    deaths = [("P1", "2008-03-20"), ("P1", "2008-01-30"), ("P1", "2008-01-31")]
+    rows, _, _, linked = run_spells(spark, [episode()], deaths=deaths)
+    assert rows["RA1:S1"]["DOD"] == D("2008-01-30") and rows["RA1:S1"]["DIED"] == 1
+    d_ok, _ = validate_deaths(raw_deaths(spark, deaths))
+    counts = linkage_counts(linked, d_ok)
+    assert (counts["death_records"], counts["duplicate_death_records"], counts["patients_with_ons_death"]) == (3, 2, 1)
+
+
+def test_excluded_spells_do_not_take_the_death(spark):
+    """A day case after the last included spell is excluded first: the death goes to the ordinary spell."""
+    rows, spells, _, _ = run_spells(spark, [
+        episode(EPIKEY="E1", PROVSPNOPS="S1"),
+        episode(EPIKEY="E2", PROVSPNOPS="S2", CLASSPAT="2", ADMIDATE="2008-01-20", EPISTART="2008-01-20",
+                EPIEND="2008-01-20", DISDATE="2008-01-20"),
+    ], deaths=[("P1", "2008-01-25")])
+    assert rows["RA1:S1"]["DIED"] == 1
+    assert "RA1:S2" not in rows
+
+
+def test_exclusions_each_counted_by_reason(spark):
+    _, spells, _, _ = run_spells(spark, [
+        episode(HESID="A", EPIKEY="E1", PROVSPNOPS="1"),
+        episode(HESID="B", EPIKEY="E2", PROVSPNOPS="2", CLASSPAT="2"),
+        episode(HESID="C", EPIKEY="E3", PROVSPNOPS="3", CLASSPAT="3"),
+        episode(HESID="D", EPIKEY="E4", PROVSPNOPS="4", CLASSPAT="4"),
+        episode(HESID="E", EPIKEY="E5", PROVSPNOPS="5", DISMETH="5", STARTAGE="7001", DIAG_4_01="P070"),
+        episode(HESID="F", EPIKEY="E6", PROVSPNOPS="6", PROCODE3="SP1"),
+        episode(HESID="G", EPIKEY="E7", PROVSPNOPS="7", EPISTAT="1", EPIEND=None, DISDATE=None),
+        episode(HESID="H", EPIKEY="E8", PROVSPNOPS="8", EPIORDER="1", EPIEND="2008-01-12", DISDATE=None,
+                DISMETH="8"),
+        episode(HESID="H", EPIKEY="E9", PROVSPNOPS="8", EPIORDER="2", EPISTAT="1", EPISTART="2008-01-12",
+                EPIEND=None, DISDATE=None, DISMETH=None),
+        episode(HESID="I", EPIKEY="E10", PROVSPNOPS="9", CLASSPAT="5"),
+    ])
+    got = {r["EXCLUSION"]: r["n"] for r in spells.groupBy("EXCLUSION").agg(F.count("*").alias("n")).collect()}
+    assert got == {None: 2, "DAY_CASE_OR_REGULAR_ATTENDER": 3, "STILLBIRTH": 1, "NOT_ACUTE_TRUST": 1,
+                   "NO_DISCHARGE_DATE": 1}
+    # the unfinished single-episode spell G never becomes a spell
+    assert spells.where(F.col("HESID") == "G").count() == 0
+
+
+def test_missing_age_sex_method_are_kept_as_unknown(spark):
+    rows, *_ = run_spells(spark, [
+        episode(EPIKEY="E1", PROVSPNOPS="1", STARTAGE=None, SEX="9", ADMIMETH="99"),
+        episode(EPIKEY="E2", PROVSPNOPS="2", STARTAGE="999", SEX="", ADMIMETH=None, HESID="Q"),
+        episode(EPIKEY="E3", PROVSPNOPS="3", STARTAGE="7003", SEX="0", ADMIMETH="2A", HESID="R"),
+    ])
+    assert [(rows[k]["AGE_BAND"], rows[k]["SEX_CAT"], rows[k]["ADMIMETH_CAT"]) for k in ("RA1:1", "RA1:2", "RA1:3")] == [
+        ("unknown", "unknown", "unknown"), ("unknown", "unknown", "unknown"), ("<1", "unknown", "non-elective")]
+
+
+def test_age_bands(spark):
+    ages = {"0": "<1", "1": "1-4", "4": "1-4", "5": "5-9", "14": "10-14", "89": "85-89", "90": "90+", "104": "90+"}
+    rows, *_ = run_spells(spark, [episode(HESID=f"H{a}", EPIKEY=f"E{a}", PROVSPNOPS=a, STARTAGE=a) for a in ages])
+    assert {k.split(":")[1]: v["AGE_BAND"] for k, v in rows.items()} == ages
+
+
+def test_charlson_each_condition_once_and_floor_at_zero(spark):
+    rows, *_ = run_spells(spark, [
+        # AMI twice (two prefixes) counts once: 5
+        episode(HESID="A", EPIKEY="1", PROVSPNOPS="1", DIAG_4_02="I210", DIAG_4_03="I252", DIAG_4_04="I219"),
+        # diabetes complications alone: -1 floored at 0
+        episode(HESID="B", EPIKEY="2", PROVSPNOPS="2", DIAG_4_02="E102"),
+        # diabetes + complications: 3 - 1 = 2
+        episode(HESID="C", EPIKEY="3", PROVSPNOPS="3", DIAG_4_02="E119", DIAG_4_03="E112"),
+        # cancer + metastatic + CHF: 8 + 14 + 13 = 35 (no hierarchy by default)
+        episode(HESID="D", EPIKEY="4", PROVSPNOPS="4", DIAG_4_02="C349", DIAG_4_05="C787", DIAG_4_20="I500"),
+        # the primary diagnosis is not a comorbidity
+        episode(HESID="E", EPIKEY="5", PROVSPNOPS="5", DIAG_4_01="I500"),
+    ])
+    got = {k: (v["CHARLSON_SCORE"], v["CHARLSON_BAND"]) for k, v in rows.items()}
+    assert got == {"RA1:1": (5, "1-5"), "RA1:2": (0, "0"), "RA1:3": (2, "1-5"), "RA1:4": (35, ">5"),
+                   "RA1:5": (0, "0")}
+
+
+def test_charlson_hierarchy_option(spark):
+    cases = [episode(HESID="D", EPIKEY="4", PROVSPNOPS="4", DIAG_4_02="C349", DIAG_4_03="C787",
+                     DIAG_4_04="K703", DIAG_4_05="K721")]
+    rows, *_ = run_spells(spark, cases)
+    assert rows["RA1:4"]["CHARLSON_SCORE"] == 8 + 14 + 8 + 18
+    rows, *_ = run_spells(spark, cases, method=MethodConfig(charlson_hierarchy=True))
+    assert rows["RA1:4"]["CHARLSON_SCORE"] == 14 + 18
+
+
+def test_lower_case_dotted_and_three_character_codes(spark):
+    rows, *_ = run_spells(spark, [
+        episode(HESID="A", EPIKEY="1", PROVSPNOPS="1", DIAG_4_01="i21.9", DIAG_4_02="e11.9"),
+        episode(HESID="B", EPIKEY="2", PROVSPNOPS="2", DIAG_4_01="a09", DIAG_4_02=" c34-1 "),
+        episode(HESID="C", EPIKEY="3", PROVSPNOPS="3", DIAG_4_01="J18.1"),
+    ])
+    assert (rows["RA1:1"]["DIAG_PRIMARY"], rows["RA1:1"]["DIAG_GROUP"], rows["RA1:1"]["CHARLSON_SCORE"]) == ("I219", 57, 3)
+    assert (rows["RA1:2"]["DIAG_PRIMARY"], rows["RA1:2"]["DIAG_GROUP"], rows["RA1:2"]["CHARLSON_SCORE"]) == ("A09X", 83, 8)
+    # a 4-character entry wins over its 3-character category
+    assert rows["RA1:3"]["DIAG_GROUP"] == 74
+
+
+def test_invalid_and_unmapped_primary_go_to_invalid_group(spark):
+    rows, *_ = run_spells(spark, [
+        episode(HESID="A", EPIKEY="1", PROVSPNOPS="1", DIAG_4_01="ZZZZ", DIAG_4_02="I500"),
+        episode(HESID="B", EPIKEY="2", PROVSPNOPS="2", DIAG_4_01="U071"),
+        episode(HESID="C", EPIKEY="3", PROVSPNOPS="3", DIAG_4_01=None),
+    ])
+    assert {k: (v["DIAG_GROUP"], v["CHARLSON_SCORE"]) for k, v in rows.items()} == {
+        "RA1:1": (0, 0), "RA1:2": (0, 0), "RA1:3": (0, 0)}
+
+
+def test_symptom_code_second_episode_option(spark):
+    cases = [
+        episode(EPIKEY="E1", EPIORDER="1", EPIEND="2008-01-12", DISDATE=None, DISMETH="8", DIAG_4_01="R069"),
+        episode(EPIKEY="E2", EPIORDER="2", EPISTART="2008-01-12", DIAG_4_01="J189"),
+    ]
+    rows, *_ = run_spells(spark, cases)
+    assert (rows["RA1:S1"]["DIAG_PRIMARY"], rows["RA1:S1"]["DIAG_GROUP"]) == ("R069", 140)
+    rows, *_ = run_spells(spark, cases, method=MethodConfig(symptom_second_episode=True))
+    assert (rows["RA1:S1"]["DIAG_PRIMARY"], rows["RA1:S1"]["DIAG_GROUP"]) == ("J189", 73)
+
+
+def test_birth_weight_band_only_in_perinatal_groups(spark):
+    rows, *_ = run_spells(spark, [
+        episode(HESID="A", EPIKEY="1", PROVSPNOPS="1", DIAG_4_01="P073", STARTAGE="7001", BIRWEIT_1="0850"),
+        episode(HESID="B", EPIKEY="2", PROVSPNOPS="2", DIAG_4_01="P073", STARTAGE="7001", BIRWEIT_1="9999"),
+        episode(HESID="C", EPIKEY="3", PROVSPNOPS="3", DIAG_4_01="P073", STARTAGE="7001", BIRWEIT_1="3200"),
+        episode(HESID="D", EPIKEY="4", PROVSPNOPS="4", DIAG_4_01="J189", BIRWEIT_1="3200"),
+    ])
+    assert [rows[f"RA1:{i}"]["BIRWEIT_BAND"] for i in "1234"] == ["<1000", "unknown", "2500-4499", "n/a"]
+
+
+def test_contextual_fields(spark):
+    rows, *_ = run_spells(spark, [
+        episode(HESID="A", EPIKEY="1", PROVSPNOPS="1", EPIORDER="1", EPIEND="2008-01-12", DISDATE=None,
+                DISMETH="8", DIAG_4_02="I10X", DIAG_4_03="E119", IMD04_DECILE="1"),
+        episode(HESID="A", EPIKEY="2", PROVSPNOPS="1", EPIORDER="2", EPISTART="2008-01-12", TRETSPEF="315"),
+        episode(HESID="B", EPIKEY="3", PROVSPNOPS="2", DIAG_4_04="Z515", IMD04_DECILE="10"),
+        episode(HESID="C", EPIKEY="4", PROVSPNOPS="3", IMD04_DECILE=None),
+    ])
+    got = {k: (v["PALLIATIVE"], v["N_SECONDARY"], v["IMD_FIFTH"]) for k, v in rows.items()}
+    assert got == {"RA1:1": (1, 2, "5"), "RA1:2": (1, 1, "1"), "RA1:3": (0, 0, "unknown")}
+
+
+def test_spell_table_schema_contract(spark):
+    from shmi_spark.spell_table import SPELL_COLUMNS
+    _, _, _, linked = run_spells(spark, [episode()])
+    table = linked.select(*SPELL_COLUMNS)
+    expected = spark.createDataFrame(
+        [("P1", "RA1:S1", "RA1", D("2008-01-10"), D("2008-01-15"), 2007, "I219", 57, 0, "0", "70-74", "male",
+          "non-elective", 1, "n/a", 0, None, None, 0, "unknown", 0)],
+        schema="HESID string, SPELL_ID string, PROCODE3 string, ADMIDATE date, DISDATE date, DIS_FYEAR int, "
+               "DIAG_PRIMARY string, DIAG_GROUP int, CHARLSON_SCORE int, CHARLSON_BAND string, AGE_BAND string, "
+               "SEX_CAT string, ADMIMETH_CAT string, ADM_MONTH int, BIRWEIT_BAND string, DIED int, "
+               "DEATH_IN_HOSPITAL int, DOD date, PALLIATIVE int, IMD_FIFTH string, N_SECONDARY int")
+    assert_df_equality(table, expected, ignore_nullable=True)
