@@ -247,8 +247,10 @@ def _fit_rules(cached: DataFrame, d: _Design, config: ModelConfig, t0: float):
                     N_PARAMS=n_params, ITERATIONS=iterations, CONVERGED=converged, RULE=rule,
                     DETAIL="; ".join(detail + d.notes), SECONDS=time.perf_counter() - t0)
 
-    if d.deaths == 0 or d.deaths < config.min_deaths:
-        return _crude(d, [f"{d.deaths} deaths (< min_deaths {config.min_deaths} or none)"],
+    if d.deaths == 0:
+        return _crude(d, ["no deaths"], time.perf_counter() - t0)
+    if d.deaths < config.min_deaths:
+        return _crude(d, [f"{d.deaths} deaths < min_deaths {config.min_deaths}"],
                       time.perf_counter() - t0)
     if d.deaths >= d.spells:
         return _crude(d, ["no survivors"], time.perf_counter() - t0)

@@ -135,10 +135,13 @@ def _content_hash(columns: list[str]) -> Column:
     return F.xxhash64(*[F.coalesce(F.col(c), F.lit("\u0000")) for c in columns])
 
 
-def validate_episodes(episodes: DataFrame, trust_codes: list[str]) -> tuple[DataFrame, DataFrame]:
-    """Split raw episodes into (accepted typed episodes, rejects with reasons).
+def flag_episodes(episodes: DataFrame, trust_codes: list[str]) -> DataFrame:
+    """Every raw episode with its typed columns and its reject columns (null when accepted).
 
     ``episodes`` is the output of :func:`shmi_spark.ingest.read_episodes`.
+    The result has the typed columns of :func:`typed_episode_columns` plus
+    ``SOURCE_FILE, RAW_EPIKEY, RAW_PROCODE3, REASON, FIELD, VALUE``; materialise
+    it once and split it with :func:`split_flagged`.
     """
     raw_cols = [c for c in episodes.columns if c not in ("_CORRUPT", "SOURCE_FILE")]
     checked = episodes.withColumn("_PROBLEM", _first_problem(episode_checks(trust_codes)))
@@ -150,12 +153,27 @@ def validate_episodes(episodes: DataFrame, trust_codes: list[str]) -> tuple[Data
     duplicate = _check(has_key & (F.row_number().over(order) > 1), "DUPLICATE_EPIKEY", "EPIKEY",
                        F.col("EPIKEY"))
     flagged = checked.withColumn("_PROBLEM", F.coalesce(F.col("_PROBLEM"), duplicate))
-    accepted = flagged.where(F.col("_PROBLEM").isNull()).select(*typed_episode_columns())
-    rejects = flagged.where(F.col("_PROBLEM").isNotNull()).select(
-        F.col("SOURCE_FILE"), F.col("EPIKEY"), F.col("PROCODE3"),
+    return flagged.select(
+        *typed_episode_columns(), F.col("SOURCE_FILE"),
+        F.col("EPIKEY").alias("RAW_EPIKEY"), F.col("PROCODE3").alias("RAW_PROCODE3"),
         F.col("_PROBLEM.REASON").alias("REASON"), F.col("_PROBLEM.FIELD").alias("FIELD"),
         F.col("_PROBLEM.VALUE").alias("VALUE"))
+
+
+def split_flagged(flagged: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(accepted typed episodes, rejects) from :func:`flag_episodes`."""
+    typed = [c for c in flagged.columns
+             if c not in ("SOURCE_FILE", "RAW_EPIKEY", "RAW_PROCODE3", "REASON", "FIELD", "VALUE")]
+    accepted = flagged.where(F.col("REASON").isNull()).select(*typed)
+    rejects = flagged.where(F.col("REASON").isNotNull()).select(
+        "SOURCE_FILE", F.col("RAW_EPIKEY").alias("EPIKEY"), F.col("RAW_PROCODE3").alias("PROCODE3"),
+        "REASON", "FIELD", "VALUE")
     return accepted, rejects
+
+
+def validate_episodes(episodes: DataFrame, trust_codes: list[str]) -> tuple[DataFrame, DataFrame]:
+    """Split raw episodes into (accepted typed episodes, rejects with reasons)."""
+    return split_flagged(flag_episodes(episodes, trust_codes))
 
 
 def validate_deaths(deaths: DataFrame) -> tuple[DataFrame, DataFrame]:

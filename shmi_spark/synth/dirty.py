@@ -63,7 +63,9 @@ def code_variants(clean: list[str]) -> list[str]:
 
 
 def dirty_codes(rng, idx: np.ndarray, n_clean: int) -> np.ndarray:
-    """Replace ~DIRTY_CODE_RATE of the non-null code indices by a dirty spelling."""
-    hit = (idx >= 0) & (rng.random(idx.shape) < DIRTY_CODE_RATE)
-    block = rng.integers(1, 4, idx.shape)
-    return np.where(hit, idx + block * n_clean, idx)
+    """Replace ~DIRTY_CODE_RATE of the non-null code indices by a dirty spelling (in place)."""
+    flat = idx.reshape(-1)
+    nonnull = np.flatnonzero(flat >= 0)
+    hit = nonnull[rng.random(len(nonnull)) < DIRTY_CODE_RATE]
+    flat[hit] += rng.integers(1, 4, len(hit)) * n_clean
+    return idx

@@ -171,15 +171,16 @@ def analysis_spells(world: World, rng: np.random.Generator, n: int, cal: Calenda
     f_long = np.where(span > budget, np.clip((budget - fixed) / np.maximum(lg, 1e-9), 0, 1), 1.0)
     f_all = np.where(fixed > budget, budget / np.maximum(fixed, 1e-9), 1.0)
     f_long_s = np.repeat(f_long, k); f_all_s = np.repeat(f_all, k)
-    los_f = los * f_all_s
-    gap_f = np.where(longgap, gap * f_long_s, gap) * f_all_s
-    span2 = np.add.reduceat(los_f + gap_f, starts)
-    t1 = rng.random(P) * np.maximum(budget - span2, 0.0)
-    step = los_f + gap_f
-    cum = np.cumsum(step) - np.repeat(np.cumsum(step)[starts] - step[starts], k)  # inclusive cumsum within patient
-    adm_f = np.repeat(t1, k) + cum - step
-    adm = np.floor(adm_f).astype(np.int64)
-    dis = np.floor(adm_f + los_f).astype(np.int64)
+    los_i = np.floor(los * f_all_s).astype(np.int64)
+    gap_i = np.floor(np.where(longgap, gap * f_long_s, gap) * f_all_s).astype(np.int64)
+    los_i = np.where(transfer_i, np.maximum(los_i, 1), los_i)
+    step = los_i + gap_i
+    span2 = np.add.reduceat(step, starts)
+    t1 = np.floor(rng.random(P) * np.maximum(budget - span2, 0.0)).astype(np.int64)
+    csum = np.cumsum(step)
+    cum = csum - np.repeat(csum[starts] - step[starts], k)  # inclusive cumsum within patient
+    adm = np.repeat(t1, k) + cum - step
+    dis = adm + los_i
     dis = np.maximum(dis, adm)
     nxt_adm = np.empty(S, np.int64); nxt_adm[:-1] = adm[1:]; nxt_adm[-1] = 1 << 40
     nxt_adm[lastsp] = 1 << 40
@@ -282,7 +283,7 @@ def plant_outcomes(world: World, rng: np.random.Generator, sp: dict) -> None:
     sp["readm30"] = readm30
     # survivors who die more than 30 days after their last discharge
     later = lastp & ~died & (rng.random(S) < 0.012 + 0.10 * _sigmoid((sp["age_years"] - 82) / 7.0))
-    gapd = np.where(rng.random(S) < 0.04, 31, 31 + rng.geometric(1 / 220.0, S) - 1)
+    gapd = np.where(rng.random(S) < 0.04, 31, 31 + np.minimum(rng.geometric(1 / 220.0, S) - 1, 700))
     dod = np.where(later, sp["dis"] + gapd, dod)
     sp.update(died=died, inhosp=inhosp, person=person, dod=dod, last_of_person=lastp,
               late_death=later, p=p)

@@ -181,7 +181,7 @@ _RATE_HINTS = [  # (regex on label, reference death rate at 65-69 non-elective, 
     (r"dementia", 0.06), (r"pulmonary embolism", 0.05),
     (r"neck of femur", 0.05), (r"intracranial", 0.06), (r"alcohol-related liver", 0.12),
     (r"gastrointestinal haemorrhage", 0.04), (r"intestinal obstruction|vascular disorders of intestine", 0.05),
-    (r"pregnancy|livebirths", 0.0004), (r"chest pain|abdominal pain|nausea|syncope", 0.003),
+    (r"pregnancy", 0.012), (r"livebirths", 0.006), (r"chest pain|abdominal pain|nausea|syncope", 0.003),
     (r"eye and ear|female genital|calculi|hernia|back problems|osteoarthritis", 0.0015),
     (r"short gestation|asphyxia|perinatal|congenital", 0.02),
 ]
@@ -241,7 +241,7 @@ def _groups(lookup, rng) -> pd.DataFrame:
     g["PROFILE"] = [_profile(l, p) for l, p in zip(g.LABEL, g.PERINATAL)]
     g["SLOPE"] = rng.normal(0.4, 0.7, n)
     size = np.exp(rng.normal(0.0, 0.9, n))
-    size[g.PROFILE.eq("maternity").to_numpy()] = 4.0
+    size[g.PROFILE.eq("maternity").to_numpy()] = 1.5
     size[g.PROFILE.eq("neonatal").to_numpy()] *= 2.0
     g["SIZE"] = size
     rate = np.exp(rng.normal(np.log(0.012), 0.8, n))
@@ -507,6 +507,17 @@ def _calibrate(world: World, pilot: int, sizes, prof, sexw, slots) -> None:
             world.charlson_a += _logit(1 - ch_share[0]) - _logit(s_pos)
             world.charlson_b += _logit(ch_share[2] / (1 - ch_share[0])) - _logit(s_hi / s_pos)
     sp = patients.pilot_spells(world, rng_seed=new_seedseq(world.seed, 3), n=pilot)
+    p = _sigmoid(patients.linear_predictor(world, sp))
+    # every group at least ~700 deaths over the window at full scale: raise small groups' sizes
+    G = len(world.group_ids)
+    dg = np.bincount(sp["g"], weights=p, minlength=G) * FULL_SCALE / len(p)
+    boost = np.ones(G)
+    low = (dg < 700) & (np.arange(G) > 0)
+    boost[low] = np.minimum(700 / np.maximum(dg[low], 1.0), 12.0)
+    if low.any():
+        _set_group_table(world, sizes * boost, prof, sexw)
+        sp = patients.pilot_spells(world, rng_seed=new_seedseq(world.seed, 4), n=pilot)
+    world.params["group_size_boost"] = {int(world.group_ids[i]): round(float(boost[i]), 4) for i in np.nonzero(low)[0]}
     sh = world.shared
     # deaths: rake AGE (T2 bands), SEX, ADMIMETH, CHARLSON
     t2i = T2_OF_AGE[sp["age"]]
@@ -532,15 +543,6 @@ def _calibrate(world: World, pilot: int, sizes, prof, sexw, slots) -> None:
             sh["CHARLSON_BAND"][c] += 0.8 * (_logit(ch_rate[c]) - _logit(p[m].mean()))
     # keep the reference level of each term at 0 in the shared effects (move into alpha)
     p = _sigmoid(patients.linear_predictor(world, sp))
-    # every group at least ~600 deaths over the window at full scale: raise small groups' sizes
-    G = len(world.group_ids)
-    dg = np.bincount(sp["g"], weights=p, minlength=G) * FULL_SCALE / len(p)
-    boost = np.ones(G)
-    low = (dg < 700) & (np.arange(G) > 0)
-    boost[low] = np.minimum(700 / np.maximum(dg[low], 1.0), 30.0)
-    if low.any():
-        _set_group_table(world, sizes * boost, prof, sexw)
-    world.params["group_size_boost"] = {int(world.group_ids[i]): float(boost[i]) for i in np.nonzero(low)[0]}
     # IMD fifth: P(fifth | patient) ∝ w_f exp(theta_f * zage); match Table 3 shares and rates
     t3i = t3[t3.variable == "imd_fifth"]
     imd_share = t3i.admissions.to_numpy() / t3i.admissions.sum()

@@ -1,0 +1,79 @@
+"""Writing a run's files, and disclosure control for publication (METHOD.md §9).
+
+All outputs of a run live under one folder (``output.dir``).  Small tables are
+pandas DataFrames written as CSV and parquet; to a local folder directly, to a
+Hadoop-compatible URI through Spark.  Publication mode writes a
+``publication/`` copy of the CSVs with counts of 1–7 suppressed (``*``) and
+other counts rounded to the nearest 5; the unrounded files stay for internal
+use.  No patient identifier is ever written by this module.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .ingest import is_local
+
+#: Columns that are counts of spells or deaths (subject to disclosure control).
+COUNT_COLUMNS = ("SPELLS", "OBSERVED", "DEATHS")
+FORBIDDEN_COLUMNS = ("HESID", "EPIKEY", "SPELL_ID", "PROVSPNOPS")
+
+
+def _local(path: str) -> Path:
+    return Path(path[5:] if path.startswith("file:") else path)
+
+
+def _check_no_identifiers(df: pd.DataFrame, name: str) -> None:
+    leaked = [c for c in df.columns if c.upper() in FORBIDDEN_COLUMNS]
+    if leaked:
+        raise ValueError(f"refusing to write {name}: patient-level column(s) {leaked}")
+
+
+def write_table(spark, df: pd.DataFrame, out_dir: str, name: str, *, formats=("csv", "parquet")) -> None:
+    """Write ``df`` as ``out_dir/name.csv`` and ``.parquet``."""
+    _check_no_identifiers(df, name)
+    if is_local(out_dir):
+        folder = _local(out_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        if "csv" in formats:
+            df.to_csv(folder / f"{name}.csv", index=False)
+        if "parquet" in formats:
+            df.to_parquet(folder / f"{name}.parquet", index=False)
+        return
+    sdf = spark.createDataFrame(df)
+    if "csv" in formats:
+        sdf.coalesce(1).write.mode("overwrite").option("header", "true").csv(f"{out_dir}/{name}.csv")
+    if "parquet" in formats:
+        sdf.coalesce(1).write.mode("overwrite").parquet(f"{out_dir}/{name}.parquet")
+
+
+def write_json(spark, obj: dict, out_dir: str, name: str) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=False, default=str)
+    if is_local(out_dir):
+        folder = _local(out_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text + "\n")
+    else:
+        spark.sparkContext.parallelize([text], 1).saveAsTextFile(f"{out_dir}/{name}")
+
+
+def disclosure_control(df: pd.DataFrame, *, suppress_min: int, suppress_max: int, round_to: int,
+                       count_columns: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Counts in [suppress_min, suppress_max] become ``*``; others round to ``round_to``.
+
+    Count columns are ``SPELLS``, ``OBSERVED``, ``DEATHS`` and any
+    ``SPELLS_*``/``DEATHS_*`` column, unless given.
+    """
+    out = df.copy()
+    cols = count_columns or tuple(c for c in df.columns
+                                  if c in COUNT_COLUMNS or c.startswith(("SPELLS_", "DEATHS_")))
+    for c in cols:
+        values = pd.to_numeric(out[c], errors="coerce")
+        small = values.between(suppress_min, suppress_max)
+        rounded = (np.round(values / round_to) * round_to).astype("Int64")
+        out[c] = rounded.astype("string").where(~small, "*")
+    return out

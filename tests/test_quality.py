@@ -1,0 +1,93 @@
+"""Model quality measures (METHOD.md §8)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shmi_spark.quality import c_statistics, diffsum, rank_correlation, trust_r2
+
+
+def brute_force_c(p, died):
+    pairs = [(pi, pj) for (pi, di), (pj, dj) in itertools.product(zip(p, died), repeat=2)
+             if di == 1 and dj == 0]
+    if not pairs:
+        return None
+    return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in pairs) / len(pairs)
+
+
+def test_c_statistic_matches_pairwise_with_ties(spark):
+    rng = np.random.default_rng(5)
+    rows = []
+    for g, n in ((1, 60), (2, 45), (3, 20)):
+        # few distinct probabilities -> many ties, within and across groups
+        p = rng.choice([0.05, 0.1, 0.2, 0.35, 0.5], size=n)
+        died = (rng.random(n) < p).astype(int)
+        rows += [(g, float(pi), int(di)) for pi, di in zip(p, died)]
+    rows += [(4, 0.3, 0), (4, 0.2, 0)]  # no deaths: C undefined
+    pdf = pd.DataFrame(rows, columns=["DIAG_GROUP", "P_EXPECTED", "DIED"])
+    got = c_statistics(spark.createDataFrame(pdf, "DIAG_GROUP int, P_EXPECTED double, DIED int"))
+    assert list(got.columns) == ["DIAG_GROUP", "SPELLS", "DEATHS", "C_STATISTIC"]
+    assert list(got["DIAG_GROUP"].iloc[:-1]) == [1, 2, 3, 4] and pd.isna(got["DIAG_GROUP"].iloc[-1])
+    for g in (1, 2, 3):
+        sub = pdf[pdf["DIAG_GROUP"] == g]
+        row = got[got["DIAG_GROUP"] == g].iloc[0]
+        assert row["C_STATISTIC"] == pytest.approx(brute_force_c(sub["P_EXPECTED"], sub["DIED"]), abs=1e-12)
+        assert row["SPELLS"] == len(sub) and row["DEATHS"] == sub["DIED"].sum()
+    assert pd.isna(got[got["DIAG_GROUP"] == 4]["C_STATISTIC"].iloc[0])
+    overall = got.iloc[-1]
+    assert overall["C_STATISTIC"] == pytest.approx(brute_force_c(pdf["P_EXPECTED"], pdf["DIED"]), abs=1e-12)
+    assert overall["SPELLS"] == len(pdf)
+
+
+def test_c_statistic_perfect_and_useless(spark):
+    df = spark.createDataFrame([(1, 0.9, 1), (1, 0.8, 1), (1, 0.1, 0), (1, 0.2, 0),
+                                (2, 0.5, 1), (2, 0.5, 0), (2, 0.5, 0)],
+                               "DIAG_GROUP int, P_EXPECTED double, DIED int")
+    got = c_statistics(df).set_index("DIAG_GROUP")
+    assert got.loc[1, "C_STATISTIC"] == 1.0
+    assert got.loc[2, "C_STATISTIC"] == 0.5
+
+
+def test_trust_r2_against_polyfit(spark):
+    rng = np.random.default_rng(9)
+    n = 40
+    spells = rng.integers(1000, 20000, n)
+    exp_rate = rng.uniform(0.02, 0.06, n)
+    obs = rng.binomial(spells, exp_rate * rng.normal(1, 0.1, n).clip(0.5))
+    t = pd.DataFrame({"PROCODE3": [f"T{i}" for i in range(n)], "SPELLS": spells,
+                      "OBSERVED": obs, "EXPECTED": exp_rate * spells})
+    x, y = exp_rate, obs / spells
+    slope, icpt = np.polyfit(x, y, 1)
+    resid = y - (slope * x + icpt)
+    want = 1 - (resid ** 2).sum() / ((y - y.mean()) ** 2).sum()
+    assert trust_r2(t) == pytest.approx(want, rel=1e-10)
+    assert trust_r2(spark.createDataFrame(t)) == pytest.approx(want, rel=1e-10)
+    assert np.isnan(trust_r2(t.iloc[:1]))
+
+
+def test_diffsum_flags():
+    a = pd.DataFrame({"PROCODE3": ["A", "B", "C", "D"], "EXPECTED": [100.0, 110.0, 90.0, 0.0]})
+    b = pd.DataFrame({"PROCODE3": ["D", "C", "B", "A"], "EXPECTED": [0.0, 100.0, 100.0, 104.0]})
+    out = diffsum(a, b).set_index("PROCODE3")
+    # A: diff -4, mean 102 -> -3.9%: inside; B: +10 / 105 -> +9.5%: above; C: -10 / 95: below
+    assert out.loc["A", "DIFF"] == -4.0 and out.loc["A", "MEAN"] == 102.0
+    assert out.loc["A", "DIFF_PCT"] == pytest.approx(-4 / 102)
+    assert list(out["ABOVE"]) == [False, True, False, False]
+    assert list(out["BELOW"]) == [False, False, True, False]
+    assert list(out["OUTSIDE"]) == [False, True, True, False]
+    assert out.attrs["share_outside"] == 0.5
+    # exactly on the line is inside; a wider band flags nothing
+    on_line = diffsum([105.0], [100.0], lines=5 / 102.5)
+    assert not on_line["OUTSIDE"].iloc[0]
+    assert not diffsum(a, b, lines=0.2)["OUTSIDE"].any()
+    with pytest.raises(ValueError):
+        diffsum(a, b.iloc[:3])
+
+
+def test_rank_correlation():
+    assert rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
