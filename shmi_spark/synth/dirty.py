@@ -17,7 +17,7 @@ JUNK_KINDS = ["impossible_date", "unparseable_date", "unknown_code", "end_before
 #: the duplicate rows are made at episode level
 DUPLICATE = "duplicate_epikey"
 IMPOSSIBLE_DATES = ["2007-02-30", "2009-04-31", "2006-06-31"]
-UNPARSEABLE_DATES = ["31/13/2007", "abc", "2008-13-01"]
+UNPARSEABLE_DATES = ["31/13/2007", "abc", "2007/05/12"]
 UNKNOWN_CODES = [("CLASSPAT", "7"), ("SEX", "Q"), ("ADMIMETH", "X9")]
 UNKNOWN_PROCODE = "ZZ9"
 #: malformed rows of each kind per analysis admission (about 0.01% of rows in all)

@@ -167,16 +167,17 @@ def analysis_spells(world: World, rng: np.random.Generator, n: int, cal: Calenda
     span = np.add.reduceat(los + gap, starts)
     fixed = np.add.reduceat(los + np.where(longgap, 0.0, gap), starts)
     lg = np.add.reduceat(np.where(longgap, gap, 0.0), starts)
-    budget = W - 2.0
+    budget = W - 2.0 - 2.0 * k  # reserve a day per gap/transfer for the integer rounding below
     f_long = np.where(span > budget, np.clip((budget - fixed) / np.maximum(lg, 1e-9), 0, 1), 1.0)
     f_all = np.where(fixed > budget, budget / np.maximum(fixed, 1e-9), 1.0)
     f_long_s = np.repeat(f_long, k); f_all_s = np.repeat(f_all, k)
     los_i = np.floor(los * f_all_s).astype(np.int64)
     gap_i = np.floor(np.where(longgap, gap * f_long_s, gap) * f_all_s).astype(np.int64)
     los_i = np.where(transfer_i, np.maximum(los_i, 1), los_i)
+    gap_i = np.where(~transfer_i & ~lastsp, np.maximum(gap_i, 1), gap_i)  # strictly later admissions
     step = los_i + gap_i
     span2 = np.add.reduceat(step, starts)
-    t1 = np.floor(rng.random(P) * np.maximum(budget - span2, 0.0)).astype(np.int64)
+    t1 = np.floor(rng.random(P) * np.maximum(W - 2.0 - span2, 0.0)).astype(np.int64)
     csum = np.cumsum(step)
     cum = csum - np.repeat(csum[starts] - step[starts], k)  # inclusive cumsum within patient
     adm = np.repeat(t1, k) + cum - step
