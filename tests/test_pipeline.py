@@ -1,0 +1,148 @@
+"""Whole-pipeline tests on a small synthetic world whose generator knows the truth."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pandas as pd
+import pytest
+
+from shmi_spark.config import load_config
+from conftest import TEST_PROFILE
+
+WORLD_N = 20_000
+WORLD_SEED = 11
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    from shmi_spark.synth.generate import generate
+
+    path = tmp_path_factory.mktemp("world")
+    generate(str(path), WORLD_N, WORLD_SEED, dt.date(2005, 4, 1), dt.date(2010, 9, 30), workers=1)
+    return path
+
+
+@pytest.fixture(scope="session")
+def run_all(spark, world, tmp_path_factory):
+    from shmi_spark.pipeline import run_pipeline
+
+    out = tmp_path_factory.mktemp("run")
+    cfg = load_config(TEST_PROFILE, settings={"input": {"dir": str(world)},
+                                              "output": {"dir": str(out), "publication": True}})
+    summary = run_pipeline(spark, cfg, quiet=True)
+    return out, summary
+
+
+def plain_counts(world) -> pd.DataFrame:
+    """An independent, plain pandas computation of spells and deaths per trust and year.
+
+    Written from METHOD.md without the pipeline's code: drop bad rows the way a
+    careful analyst would, build spells, exclude, link deaths to the last spell.
+    """
+    ep = pd.read_parquet(world / "hes_apc").astype("string")
+    trusts = pd.read_csv(world / "reference" / "trusts.csv", dtype=str)
+    deaths = pd.read_parquet(world / "ons_deaths").astype("string")
+    ep = ep.drop(columns=["FYEAR"], errors="ignore").drop_duplicates()
+
+    def date(s):
+        return pd.to_datetime(s.where(~s.isin(["1800-01-01", "1801-01-01"])), format="%Y-%m-%d", errors="coerce")
+
+    for c in ("ADMIDATE", "EPISTART", "EPIEND", "DISDATE"):
+        bad = ep[c].notna() & (ep[c].str.strip() != "") & ~ep[c].isin(["1800-01-01", "1801-01-01"]) & date(ep[c]).isna()
+        ep = ep[~bad]
+        ep[c + "_D"] = date(ep[c])
+    ok = (
+        ep["PROCODE3"].isin(trusts["PROCODE3"])
+        & ep["CLASSPAT"].fillna("1").isin(["1", "2", "3", "4", "5", "8", "9", ""])
+        & ep["SEX"].fillna("").isin(["0", "1", "2", "9", ""])
+        & ep["ADMIMETH"].fillna("").str.upper().isin(
+            ["11", "12", "13", "21", "22", "23", "24", "25", "2A", "2B", "2C", "2D", "28", "31", "32",
+             "81", "82", "83", "84", "89", "98", "99", ""])
+        & ~(ep["EPIEND_D"] < ep["EPISTART_D"]) & ~(ep["DISDATE_D"] < ep["ADMIDATE_D"])
+        & ~(ep["EPISTART_D"] < ep["ADMIDATE_D"]) & ep["ADMIDATE_D"].notna()
+    )
+    ep = ep[ok & (ep["EPISTAT"] == "3")].copy()
+    ep["KEY"] = ep["PROCODE3"] + ":" + ep["PROVSPNOPS"]
+    ep["ORD"] = ep["EPIORDER"].astype(int)
+    ep = ep.sort_values(["KEY", "ORD", "EPISTART_D", "EPIKEY"])
+    first = ep.groupby("KEY").first()
+    last = ep.groupby("KEY").last()
+    sp = pd.DataFrame({"HESID": first["HESID"], "PROCODE3": first["PROCODE3"], "ADM": first["ADMIDATE_D"],
+                       "CLASSPAT": first["CLASSPAT"], "DIS": last["DISDATE_D"], "DISMETH": last["DISMETH"]})
+    acute = set(trusts.loc[trusts["TYPE"] == "acute", "PROCODE3"])
+    sp = sp[sp["DIS"].notna() & ~sp["CLASSPAT"].isin(["2", "3", "4"]) & (sp["DISMETH"] != "5")
+            & sp["PROCODE3"].isin(acute)].reset_index()
+    dod = deaths.assign(D=pd.to_datetime(deaths["DOD"], errors="coerce")).groupby("HESID")["D"].min()
+    dead_in_hosp = sp[sp["DISMETH"] == "4"].groupby("HESID")["DIS"].min()
+    sp["DOD"] = sp["HESID"].map(dod).fillna(sp["HESID"].map(dead_in_hosp))
+    sp = sp.sort_values(["HESID", "ADM", "DIS", "KEY"])
+    sp["NEXT"] = sp.groupby("HESID")["ADM"].shift(-1)
+    target = sp["DOD"].notna() & (sp["ADM"] <= sp["DOD"]) & (sp["NEXT"].isna() | (sp["NEXT"] > sp["DOD"]))
+    sp["DIED"] = (target & ((sp["DISMETH"] == "4") | ((sp["DOD"] - sp["DIS"]).dt.days <= 30))).astype(int)
+    sp["DIS_FYEAR"] = sp["DIS"].dt.year - (sp["DIS"].dt.month < 4).astype(int)
+    return (sp.groupby(["PROCODE3", "DIS_FYEAR"]).agg(SPELLS=("KEY", "size"), DEATHS=("DIED", "sum"))
+            .reset_index().sort_values(["PROCODE3", "DIS_FYEAR"]).reset_index(drop=True))
+
+
+def pipeline_counts(out) -> pd.DataFrame:
+    s = pd.read_parquet(out / "spells")
+    s["DIS_FYEAR"] = s["DIS_FYEAR"].astype(int)
+    return (s.groupby(["PROCODE3", "DIS_FYEAR"], observed=True).agg(SPELLS=("SPELL_ID", "size"), DEATHS=("DIED", "sum"))
+            .reset_index().sort_values(["PROCODE3", "DIS_FYEAR"]).reset_index(drop=True))
+
+
+def test_spell_and_death_counts_match_the_generators_truth(run_all, world):
+    out, _ = run_all
+    truth = pd.read_csv(world / "truth" / "trust_year_counts.csv").sort_values(["PROCODE3", "DIS_FYEAR"])
+    got = pipeline_counts(out)
+    pd.testing.assert_frame_equal(got[["PROCODE3", "DIS_FYEAR", "SPELLS", "DEATHS"]].astype({"SPELLS": "int64", "DEATHS": "int64"}),
+                                  truth[["PROCODE3", "DIS_FYEAR", "SPELLS", "DEATHS"]].reset_index(drop=True)
+                                  .astype({"SPELLS": "int64", "DEATHS": "int64"}), check_dtype=False)
+
+
+def test_spell_and_death_counts_match_a_plain_computation(run_all, world):
+    out, _ = run_all
+    plain = plain_counts(world)
+    got = pipeline_counts(out)
+    pd.testing.assert_frame_equal(got.astype({"SPELLS": "int64", "DEATHS": "int64", "DIS_FYEAR": "int64"}),
+                                  plain.astype({"SPELLS": "int64", "DEATHS": "int64", "DIS_FYEAR": "int64"}),
+                                  check_dtype=False)
+
+
+def test_summary_reconciles_every_input_row(run_all, world):
+    out, summary = run_all
+    on_disk = json.loads((out / "summary.json").read_text())
+    v = on_disk["validate"]
+    assert v["reconciled"] is True
+    assert v["episodes_read"] == v["episodes_accepted"] + v["episodes_rejected"] > 0
+    assert v["episodes_rejected"] == sum(v["episode_rejects_by_reason"].values())
+    s = on_disk["spells"]
+    assert s["episodes_in_spells"] + s["episodes_unfinished"] == v["episodes_accepted"]
+    assert s["spells_built"] == s["spells_included"] + sum(s["exclusions_by_reason"].values())
+    planted = json.loads((world / "truth" / "summary.json").read_text())
+    assert v["episodes_read"] == planted["episode_rows_written"]
+
+
+def test_outputs_written_without_patient_identifiers(run_all):
+    out, summary = run_all
+    trust = pd.read_csv(out / "shmi_trust.csv")
+    for col in ("PROVIDER_CODE", "PROVIDER_NAME", "PERIOD_START", "PERIOD_END", "SPELLS", "OBSERVED", "EXPECTED",
+                "SHMI", "OD95_LL", "OD95_UL", "OD998_LL", "OD998_UL", "PO998_LL", "PO998_UL", "BANDING",
+                "BANDING_LABEL"):
+        assert col in trust.columns, col
+    assert len(trust) == 146
+    assert trust["EXPECTED"].sum() == pytest.approx(trust["OBSERVED"].sum(), rel=1e-4)  # rescaled
+    for name in ("shmi_trust_diag_group.csv", "contextual.csv", "shmi_area.csv", "model_quality.csv",
+                 "publication/shmi_trust.csv"):
+        assert (out / name).is_file(), name
+    hesids = set(pd.read_parquet(out / "spells", columns=["HESID"])["HESID"].head(500))
+    for f in list(out.glob("*.csv")) + list(out.glob("publication/*.csv")) + list(out.glob("model/*/*.csv")):
+        text = f.read_text()
+        assert "HESID" not in text
+        assert not any(h in text for h in hesids), f
+    assert (out / "model").is_dir() and any((out / "model").glob("*/coefficients.csv"))
+    rejects = pd.read_parquet(out / "rejects")
+    assert "HESID" not in rejects.columns
+    assert len(rejects) == summary["validate"]["episodes_rejected"] + summary["validate"]["deaths_rejected"]
