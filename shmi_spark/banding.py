@@ -154,7 +154,11 @@ def band_table(df: pd.DataFrame, id_col: str, observed_col: str, expected_col: s
                          f"{expected_col!r} values; at least {min_trusts} are needed{detail}")
 
     o_good, e_good = o.to_numpy()[good], e.to_numpy()[good]
-    res = funnel.funnel_limits(o_good, e_good, trim_fraction)
+    try:
+        res = funnel.funnel_limits(o_good, e_good, trim_fraction)
+    except ValueError as exc:
+        raise InputError(f"too few trusts with deaths to estimate the funnel's over-dispersion "
+                         f"({int(good.sum())} trusts, {int((o_good > 0).sum())} with deaths): {exc}") from None
     banding = band(res.shmi, res.od95_ll, res.od95_ul, decimals=decimals)
     outlier = outlier_998(res.shmi, res.od998_ul, decimals=decimals)
 

@@ -122,7 +122,7 @@ class MethodConfig:
 class ModelConfig:
     """Per-group logistic regression (METHOD.md §5)."""
 
-    parallelism: int = 4
+    parallelism: int = 8
     max_iter: int = 100
     tol: float = 1e-10
     # L2 penalty used when a group shows separation or fails to converge

@@ -14,8 +14,9 @@ Encoding (per group, done here, not by a Spark indexer):
   group are dropped, and listed in ``DETAIL``); a null covariate is the level
   ``unknown``;
 * the **reference level** of a term is its most populous level in the group
-  (most spells; ties go to the first level in natural order — numbers
-  numerically, then strings); every other level gets a 0/1 indicator;
+  (most spells; ties go to the first level in natural order,
+  :func:`level_sort_key`: by leading number, so ``<1, 1-4, …, 90+``, then
+  ``n/a``, ``unknown``); every other level gets a 0/1 indicator;
 * a term with one level in the group has no parameter (its level is reported
   as the reference);
 * ``BIRWEIT_BAND`` enters only for groups with a level other than ``n/a``.
@@ -57,6 +58,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -90,12 +92,22 @@ def level_expr(term: str) -> Column:
     return F.coalesce(F.col(term).cast("string"), F.lit(UNKNOWN_LEVEL))
 
 
+_LEADING_NUMBER = re.compile(r"^([<>]?)(\d+(?:\.\d+)?)")
+
+
 def level_sort_key(level: str):
-    """Natural order of levels: numbers numerically, then strings."""
-    try:
-        return (0, float(level), "")
-    except (TypeError, ValueError):
-        return (1, 0.0, str(level))
+    """Natural order of levels: by leading number (``<1`` < ``1-4`` < ``5-9`` … < ``90+``,
+    ``0`` < ``1-5`` < ``>5``), then the rest (``n/a``, ``unknown``) alphabetically.
+
+    >>> sorted(["90+", "unknown", "5-9", "<1", "1-4", "10"], key=level_sort_key)
+    ['<1', '1-4', '5-9', '10', '90+', 'unknown']
+    """
+    text = str(level)
+    m = _LEADING_NUMBER.match(text)
+    if m is None:
+        return (1, 0.0, text)
+    shift = {"<": -0.5, ">": 0.5, "": 0.0}[m.group(1)]
+    return (0, float(m.group(2)) + shift, text)
 
 
 @dataclass
@@ -197,10 +209,9 @@ def _coef_rows(d: _Design, intercept: float, intercept_se, betas, ses) -> list[d
     return rows
 
 
-def _glr_fit(cached: DataFrame, d: _Design, config: ModelConfig, reg_param: float):
-    """Fit one group's weighted cells with Spark's IRLS; returns (intercept, betas, ses|None, iterations)."""
+def _group_data(cached: DataFrame, d: _Design) -> DataFrame:
+    """One group's cells as (features, label = DEATHS/SPELLS, weight = SPELLS), one partition."""
     from pyspark.ml.feature import VectorAssembler
-    from pyspark.ml.regression import GeneralizedLinearRegression
 
     names = [f"x{i}" for i in range(len(d.features))]
     indicators = [F.when(level_expr(t) == F.lit(lv), F.lit(1.0)).otherwise(F.lit(0.0)).alias(n)
@@ -209,8 +220,14 @@ def _glr_fit(cached: DataFrame, d: _Design, config: ModelConfig, reg_param: floa
             .select(*indicators,
                     (F.col("DEATHS") / F.col("SPELLS")).alias("label"),
                     F.col("SPELLS").cast("double").alias("weight")))
-    data = VectorAssembler(inputCols=names, outputCol="features").transform(data) \
+    return VectorAssembler(inputCols=names, outputCol="features").transform(data) \
         .select("features", "label", "weight")
+
+
+def _glr_fit(data: DataFrame, d: _Design, config: ModelConfig, reg_param: float):
+    """Fit one group's weighted cells with Spark's IRLS; returns (intercept, betas, ses|None, iterations)."""
+    from pyspark.ml.regression import GeneralizedLinearRegression
+
     glr = GeneralizedLinearRegression(family="binomial", link="logit", solver="irls",
                                       labelCol="label", weightCol="weight", featuresCol="features",
                                       fitIntercept=True, maxIter=config.max_iter, tol=config.tol,
@@ -235,13 +252,17 @@ def _fit_one(spark: SparkSession, cached: DataFrame, d: _Design, config: ModelCo
     sc.setLocalProperty("spark.scheduler.pool", config.scheduler_pool)
     sc.setJobDescription(f"SHMI risk model, diagnosis group {d.group}")
     t0 = time.perf_counter()
+    # the group's rows, persisted: IRLS makes one pass per iteration (and a ridge refit more)
+    data = _group_data(cached, d).persist(StorageLevel.MEMORY_AND_DISK) if d.features else None
     try:
-        return _fit_rules(cached, d, config, t0)
+        return _fit_rules(data, d, config, t0)
     finally:
+        if data is not None:
+            data.unpersist()
         sc.setJobDescription(None)
 
 
-def _fit_rules(cached: DataFrame, d: _Design, config: ModelConfig, t0: float):
+def _fit_rules(data: DataFrame | None, d: _Design, config: ModelConfig, t0: float):
     def diag(n_params, iterations, converged, rule, detail):
         return dict(DIAG_GROUP=d.group, SPELLS=d.spells, DEATHS=d.deaths, N_CELLS=d.n_cells,
                     N_PARAMS=n_params, ITERATIONS=iterations, CONVERGED=converged, RULE=rule,
@@ -265,7 +286,7 @@ def _fit_rules(cached: DataFrame, d: _Design, config: ModelConfig, t0: float):
         problems.append("separation: " + ", ".join(d.separated))
     else:
         try:
-            b0, b, se, it = _glr_fit(cached, d, config, 0.0)
+            b0, b, se, it = _glr_fit(data, d, config, 0.0)
             bad = []
             if it >= config.max_iter:
                 bad.append(f"not converged in {it} iterations")
@@ -289,7 +310,7 @@ def _fit_rules(cached: DataFrame, d: _Design, config: ModelConfig, t0: float):
     if config.degenerate_rule == "crude":
         return _crude(d, problems + ["degenerate_rule=crude"], time.perf_counter() - t0)
     try:
-        b0, b, _, it = _glr_fit(cached, d, config, float(config.ridge_penalty))
+        b0, b, _, it = _glr_fit(data, d, config, float(config.ridge_penalty))
         if not (np.isfinite(b0) and np.all(np.isfinite(b))):
             raise FloatingPointError("non-finite ridge coefficients")
     except Exception as exc:  # noqa: BLE001 - last resort: the crude rate, with the reason

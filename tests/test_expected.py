@@ -145,3 +145,10 @@ def test_rescale_factor():
         rescale_factor(5, float("nan"))
     with pytest.raises(ValueError):
         rescale_factor(-1, 3.0)
+
+
+def test_lookups_are_broadcast_joins(spells):
+    scored = score_spells(spells, _coefs(), window_start=WS, window_end=WE)
+    plan = scored._jdf.queryExecution().executedPlan().toString()
+    assert plan.count("BroadcastHashJoin") == 9  # intercept, crude rate, 7 terms
+    assert "SortMergeJoin" not in plan and "BroadcastNestedLoopJoin" not in plan

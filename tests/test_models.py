@@ -315,3 +315,12 @@ def test_groups_meta_joined(spark):
     models = fit_group_models(spark, cells, config=ModelConfig(), groups_meta=meta)
     assert list(models.diagnostics["GROUP_LABEL"]) == ["one", "two"]
     assert math.isfinite(models.diagnostics["SECONDS"].sum())
+
+
+def test_result_independent_of_parallelism(spark):
+    cells = _degenerate_cells(spark)
+    one = fit_group_models(spark, cells, config=ModelConfig(parallelism=1, min_deaths=5))
+    many = fit_group_models(spark, cells, config=ModelConfig(parallelism=6, min_deaths=5))
+    pd.testing.assert_frame_equal(one.coefficients, many.coefficients, check_exact=True)
+    pd.testing.assert_frame_equal(one.diagnostics.drop(columns="SECONDS"),
+                                  many.diagnostics.drop(columns="SECONDS"), check_exact=True)
