@@ -82,8 +82,14 @@ def year_index(col: Column | str, window_start: date, k: int | None = None) -> C
     return idx.cast("int")
 
 
-def covariate_cells(spells: DataFrame, *, window_start: date, window_end: date) -> DataFrame:
+def covariate_cells(spells: DataFrame, *, window_start: date, window_end: date,
+                    invalid_group: int | None = None) -> DataFrame:
     """Aggregate the spells discharged in [window_start, window_end] to covariate cells.
+
+    The Charlson score is not used for the invalid-primary-diagnosis group
+    (METHOD.md §4): its spells' ``CHARLSON_BAND`` is set to ``0`` here, so the
+    term has one level in that group and drops out of its model (scoring then
+    adds nothing for it).
 
     ``spells`` is the spells table of docs/tables.md (only ``DISDATE``,
     ``DIAG_GROUP``, ``DIED`` and the covariate columns are read).  Every
@@ -93,6 +99,9 @@ def covariate_cells(spells: DataFrame, *, window_start: date, window_end: date) 
     k = window_years(window_start, window_end)
     in_window = spells.where(F.col("DISDATE").between(F.lit(window_start), F.lit(window_end)))
     with_year = in_window.withColumn("YEAR_INDEX", year_index("DISDATE", window_start, k))
+    if invalid_group is not None:
+        with_year = with_year.withColumn("CHARLSON_BAND", F.when(
+            F.col("DIAG_GROUP") == invalid_group, F.lit("0")).otherwise(F.col("CHARLSON_BAND")))
     cells = (with_year.groupBy(*CELL_KEYS)
              .agg(F.count(F.lit(1)).cast("long").alias("SPELLS"),
                   F.sum(F.col("DIED").cast("long")).cast("long").alias("DEATHS")))

@@ -188,7 +188,8 @@ def stage_period(spark: SparkSession, cfg: Config, spells: DataFrame, period: Pe
                  lookup, log: StageLog) -> dict:
     """Fit the period's models on its window, score its spells; return its small tables."""
     t0 = time.perf_counter()
-    cells = covariate_cells(spells, window_start=period.window_start, window_end=period.window_end)
+    cells = covariate_cells(spells, window_start=period.window_start, window_end=period.window_end,
+                            invalid_group=cfg.method.invalid_diagnosis_group)
     models = fit_group_models(spark, cells, config=cfg.model,
                               groups_meta=lookup.groups[["DIAG_GROUP", "LABEL"]])
     safe = period.label.replace("/", "-").replace("..", "_")

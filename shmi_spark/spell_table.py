@@ -31,12 +31,11 @@ def add_covariates(spells: DataFrame, *, charlson: pd.DataFrame, perinatal_group
                    method: MethodConfig) -> DataFrame:
     """Charlson score and band, and every covariate level (METHOD.md §4).
 
-    The Charlson score is not used for the invalid-primary-diagnosis group:
-    its spells get score 0, band ``0``.
+    The spell table keeps every spell's Charlson score, including those of the
+    invalid-primary-diagnosis group, whose model does not use it
+    (:func:`shmi_spark.cells.covariate_cells`).
     """
-    invalid = F.col("DIAG_GROUP") == method.invalid_diagnosis_group
-    score = F.when(invalid, F.lit(0)).otherwise(
-        charlson_score(F.col("DIAG_SECONDARY"), charlson, hierarchy=method.charlson_hierarchy))
+    score = charlson_score(F.col("DIAG_SECONDARY"), charlson, hierarchy=method.charlson_hierarchy)
     perinatal = F.col("DIAG_GROUP").isin(*perinatal_groups) if perinatal_groups else F.lit(False)
     return (
         spells

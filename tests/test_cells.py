@@ -129,3 +129,16 @@ def test_year_index_null_date(spark):
 def test_window_end_before_start_rejected():
     with pytest.raises(ValueError):
         window_years(date(2020, 1, 1), date(2019, 1, 1))
+
+
+def test_invalid_group_does_not_use_charlson(spark):
+    """METHOD.md §4: the Charlson score is not used for the invalid-primary-diagnosis group."""
+    rows = [("a", D(2018, 6, 1), 0, "60-64", "male", "non-elective", 3, ">5", "n/a", 1),
+            ("b", D(2018, 6, 2), 0, "60-64", "male", "non-elective", 3, "0", "n/a", 0),
+            ("c", D(2018, 6, 3), 5, "60-64", "male", "non-elective", 3, ">5", "n/a", 1)]
+    spells = spark.createDataFrame(rows, SPELL_SCHEMA)
+    got = covariate_cells(spells, window_start=WS, window_end=WE, invalid_group=0)
+    expected = spark.createDataFrame(
+        [(0, "60-64", "male", "non-elective", 3, 2, "0", "n/a", 2, 1),
+         (5, "60-64", "male", "non-elective", 3, 2, ">5", "n/a", 1, 1)], CELL_SCHEMA)
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)

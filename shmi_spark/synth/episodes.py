@@ -207,7 +207,8 @@ def build_episodes(world: World, voc: Vocab, sp: dict, rng: np.random.Generator)
     CLASSPAT = sp["classpat"][sid]
     EPISTAT = epistat
     IMD = sp["imd"]
-    dec = np.where(IMD >= 5, -1, 2 * IMD + (rng.random(S) < 0.5))
+    # HES IMD04_DECILE: 1 = most deprived tenth, 10 = least; fifth index 0 = least deprived
+    dec = np.where(IMD >= 5, -1, 2 * (4 - IMD) + (rng.random(S) < 0.5))
     IMD04 = dec[sid]
     BW = np.where(sp["grams"] >= 350, (np.clip(sp["grams"], 350, 6200) - 350) // 5, -1)
     BIRWEIT = np.where(first, BW[sid], -1)
