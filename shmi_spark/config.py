@@ -128,9 +128,13 @@ class ModelConfig:
     # L2 penalty used when a group shows separation or fails to converge
     # (degenerate_rule = "ridge"), or for every group if > 0 and rule "always".
     ridge_penalty: float = 1e-4
+    # "extended_mle": a level where nobody (everybody) died is fixed at
+    #   -separation_logit (+) and the rest is the MLE without its cells (the
+    #   limit of the record-level MLE); other failures refit with ridge_penalty;
     # "ridge": refit degenerate groups with ridge_penalty;
     # "crude": degenerate groups fall back to their crude rate.
-    degenerate_rule: str = "ridge"
+    degenerate_rule: str = "extended_mle"
+    separation_logit: float = 25.0
     # Groups with fewer deaths than this use their crude rate.
     min_deaths: int = 1
     scheduler_pool: str = "shmi_models"
@@ -297,7 +301,10 @@ def validate_config(cfg: Config) -> None:
         (cfg.method.period_end == "" or re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", cfg.method.period_end),
          "method.period_end", "YYYY-MM"),
         (cfg.model.parallelism >= 1, "model.parallelism", ">= 1"),
-        (cfg.model.degenerate_rule in {"ridge", "crude"}, "model.degenerate_rule", "ridge or crude"),
+        (cfg.model.degenerate_rule in {"extended_mle", "ridge", "crude"}, "model.degenerate_rule",
+         "extended_mle, ridge or crude"),
+        (cfg.model.separation_logit > 0, "model.separation_logit", "> 0"),
+        (cfg.model.max_abs_coef > 0, "model.max_abs_coef", "> 0"),
         (cfg.model.ridge_penalty >= 0, "model.ridge_penalty", ">= 0"),
         (cfg.output.round_to >= 1, "output.round_to", ">= 1"),
         (cfg.spark.shuffle_partitions >= 1, "spark.shuffle_partitions", ">= 1"),

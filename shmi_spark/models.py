@@ -56,6 +56,7 @@ N_PARAMS, ITERATIONS, CONVERGED, RULE, DETAIL, SECONDS`` (+ the columns of
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -130,9 +131,13 @@ class _Design:
     features: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     separated: list[str] = field(default_factory=list)
+    # (term, level) -> fixed log-odds contrast for separated levels (extended MLE)
+    fixed: dict[tuple[str, str], float] = field(default_factory=dict)
+    unresolved: bool = False
 
 
-def _designs(meta: pd.DataFrame, all_levels: dict[str, list[str]]) -> list[_Design]:
+def _designs(meta: pd.DataFrame, all_levels: dict[str, list[str]],
+             separation_logit: float = 0.0) -> list[_Design]:
     """Per-group encoding from the (group, term, level) spell/death counts."""
     designs = []
     for group, gm in meta.groupby("DIAG_GROUP", sort=True):
@@ -152,16 +157,25 @@ def _designs(meta: pd.DataFrame, all_levels: dict[str, list[str]]) -> list[_Desi
                        and not (term == PERINATAL_TERM and lv == NA_LEVEL)]
             if missing:
                 absent.append(f"{term}{{{','.join(missing)}}}")
-            # most populous level; ties -> first in natural order (rows are sorted)
-            ref = max(rows, key=lambda x: x[1])[0]
-            d.reference[term] = ref
             if len(rows) == 1:
-                single.append(f"{term}={ref}")
+                d.reference[term] = rows[0][0]
+                single.append(f"{term}={rows[0][0]}")
                 continue
-            for lv, s, dth in rows:
-                if dth == 0 or dth == s:
-                    d.separated.append(f"{term}={lv} ({dth}/{s} died)")
-                if lv != ref:
+            # a level where nobody (or everybody) died: quasi-complete separation
+            separated = [(lv, s, dth) for lv, s, dth in rows if dth == 0 or dth == s]
+            fitted = [r for r in rows if r not in separated] if separation_logit else rows
+            for lv, s, dth in separated:
+                d.separated.append(f"{term}={lv} ({dth}/{s} died)")
+                if separation_logit:
+                    d.fixed[(term, lv)] = -separation_logit if dth == 0 else separation_logit
+            if not fitted:
+                d.unresolved = True
+                fitted = rows
+            # most populous level; ties -> first in natural order (rows are sorted)
+            ref = max(fitted, key=lambda x: x[1])[0]
+            d.reference[term] = ref
+            for lv, _, _ in fitted:
+                if lv != ref and (term, lv) not in d.fixed:
                     d.features.append((term, lv))
         if absent:
             d.notes.append("levels absent, dropped: " + " ".join(absent))
@@ -200,7 +214,10 @@ def _coef_rows(d: _Design, intercept: float, intercept_se, betas, ses) -> list[d
     for term, rows_t in d.levels.items():
         for lv, _, _ in rows_t:
             i = index.get((term, lv))
-            if i is None:
+            if (term, lv) in d.fixed:
+                rows.append(dict(DIAG_GROUP=d.group, TERM=term, LEVEL=lv, ESTIMATE=float(d.fixed[(term, lv)]),
+                                 STD_ERROR=None, REFERENCE=False))
+            elif i is None:
                 rows.append(dict(DIAG_GROUP=d.group, TERM=term, LEVEL=lv, ESTIMATE=0.0,
                                  STD_ERROR=None, REFERENCE=True))
             else:
@@ -216,7 +233,10 @@ def _group_data(cached: DataFrame, d: _Design) -> DataFrame:
     names = [f"x{i}" for i in range(len(d.features))]
     indicators = [F.when(level_expr(t) == F.lit(lv), F.lit(1.0)).otherwise(F.lit(0.0)).alias(n)
                   for (t, lv), n in zip(d.features, names)]
-    data = (cached.where(F.col("DIAG_GROUP") == F.lit(d.group)).coalesce(1)
+    keep = F.col("DIAG_GROUP") == F.lit(d.group)
+    for (term, lv) in sorted(d.fixed):
+        keep = keep & (level_expr(term) != F.lit(lv))
+    data = (cached.where(keep).coalesce(1)
             .select(*indicators,
                     (F.col("DEATHS") / F.col("SPELLS")).alias("label"),
                     F.col("SPELLS").cast("double").alias("weight")))
@@ -246,6 +266,17 @@ def _glr_fit(data: DataFrame, d: _Design, config: ModelConfig, reg_param: float)
     return intercept, betas, ses, iterations
 
 
+def _without_fixed(d: _Design) -> _Design:
+    """The same group with every level estimated (for a penalised refit): no fixed levels."""
+    features, reference = [], {}
+    for term, rows in d.levels.items():
+        ref = max(rows, key=lambda x: x[1])[0]
+        reference[term] = ref
+        if len(rows) > 1:
+            features += [(term, lv) for lv, _, _ in rows if lv != ref]
+    return dataclasses.replace(d, features=features, reference=reference, fixed={})
+
+
 def _fit_one(spark: SparkSession, cached: DataFrame, d: _Design, config: ModelConfig):
     """Fit one group following the rules of the module doc; returns (coef rows, diagnostics row)."""
     sc = spark.sparkContext
@@ -255,14 +286,15 @@ def _fit_one(spark: SparkSession, cached: DataFrame, d: _Design, config: ModelCo
     # the group's rows, persisted: IRLS makes one pass per iteration (and a ridge refit more)
     data = _group_data(cached, d).persist(StorageLevel.MEMORY_AND_DISK) if d.features else None
     try:
-        return _fit_rules(data, d, config, t0)
+        return _fit_rules(data, d, config, t0, cached)
     finally:
         if data is not None:
             data.unpersist()
         sc.setJobDescription(None)
 
 
-def _fit_rules(data: DataFrame | None, d: _Design, config: ModelConfig, t0: float):
+def _fit_rules(data: DataFrame | None, d: _Design, config: ModelConfig, t0: float,
+               data_source: DataFrame | None = None):
     def diag(n_params, iterations, converged, rule, detail):
         return dict(DIAG_GROUP=d.group, SPELLS=d.spells, DEATHS=d.deaths, N_CELLS=d.n_cells,
                     N_PARAMS=n_params, ITERATIONS=iterations, CONVERGED=converged, RULE=rule,
@@ -275,14 +307,15 @@ def _fit_rules(data: DataFrame | None, d: _Design, config: ModelConfig, t0: floa
                       time.perf_counter() - t0)
     if d.deaths >= d.spells:
         return _crude(d, ["no survivors"], time.perf_counter() - t0)
-    if not d.features:
+    if not d.features and not d.fixed:
         rate = d.deaths / d.spells
         coefs = _coef_rows(d, math.log(rate / (1 - rate)),
                            math.sqrt(1 / d.deaths + 1 / (d.spells - d.deaths)), [], [])
         return coefs, diag(1, 0, True, "mle", ["no covariate varies: intercept-only, closed form"])
 
     problems: list[str] = []
-    if d.separated:
+    extended = bool(d.fixed) and not d.unresolved
+    if d.separated and not extended:
         problems.append("separation: " + ", ".join(d.separated))
     else:
         try:
@@ -302,13 +335,22 @@ def _fit_rules(data: DataFrame | None, d: _Design, config: ModelConfig, t0: floa
                 bad.append("singular design (no standard errors)")
             if not bad:
                 coefs = _coef_rows(d, b0, se[-1], b, se[:-1])
+                if extended:
+                    note = [f"separation: {', '.join(d.separated)}; those levels fixed at "
+                            f"±{config.separation_logit:g} on the log-odds, the rest fitted without their cells"]
+                    return coefs, diag(len(b) + 1, it, True, "mle_extended", note)
                 return coefs, diag(len(b) + 1, it, True, "mle", [])
+            if extended:
+                bad.insert(0, "separation: " + ", ".join(d.separated))
             problems.extend(bad)
         except Exception as exc:  # noqa: BLE001 - any solver failure makes the group degenerate
             problems.append(f"unpenalised fit failed: {type(exc).__name__}: {str(exc)[:200]}")
 
     if config.degenerate_rule == "crude":
         return _crude(d, problems + ["degenerate_rule=crude"], time.perf_counter() - t0)
+    if d.fixed:  # the ridge refit estimates every level, separated ones included
+        d = _without_fixed(d)
+        data = _group_data(data_source, d)
     try:
         b0, b, _, it = _glr_fit(data, d, config, float(config.ridge_penalty))
         if not (np.isfinite(b0) and np.all(np.isfinite(b))):
@@ -349,7 +391,8 @@ def fit_group_models(spark: SparkSession, cells: DataFrame, *, config: ModelConf
             return _empty()
         all_levels = {t: sorted(meta.loc[meta["TERM"] == t, "LEVEL"].astype(str).unique(),
                                 key=level_sort_key) for t in TERMS}
-        designs = _designs(meta, all_levels)
+        logit = config.separation_logit if config.degenerate_rule == "extended_mle" else 0.0
+        designs = _designs(meta, all_levels, logit)
         # biggest groups first: the pool's tail is then made of quick fits
         order = sorted(designs, key=lambda d: -d.n_cells)
         with ThreadPoolExecutor(max_workers=max(1, config.parallelism),

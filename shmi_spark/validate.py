@@ -132,6 +132,7 @@ def typed_episode_columns() -> list[Column]:
 
 
 def _content_hash(columns: list[str]) -> Column:
+    """A hash of a row's raw content: the deterministic tie-break between rows sharing a key."""
     return F.xxhash64(*[F.coalesce(F.col(c), F.lit("\u0000")) for c in columns])
 
 
@@ -144,15 +145,20 @@ def flag_episodes(episodes: DataFrame, trust_codes: list[str]) -> DataFrame:
     it once and split it with :func:`split_flagged`.
     """
     raw_cols = [c for c in episodes.columns if c not in ("_CORRUPT", "SOURCE_FILE")]
-    checked = episodes.withColumn("_PROBLEM", _first_problem(episode_checks(trust_codes)))
-    key = F.trim(F.col("EPIKEY"))
-    order = Window.partitionBy(key).orderBy(
+    checked = episodes.withColumn("_KEY", blank_to_null(F.col("EPIKEY"))).withColumn(
+        "_PROBLEM", _first_problem(episode_checks(trust_codes)))
+    # Duplicate keys are rare: find them with a key-only aggregation (a narrow shuffle),
+    # then order only the rows that share a key; the wide rows are never sorted.
+    dup_keys = (checked.where(F.col("_KEY").isNotNull()).groupBy("_KEY").count()
+                .where(F.col("count") > 1).select(F.col("_KEY").alias("_DUP_KEY")))
+    marked = checked.join(dup_keys, on=F.col("_KEY") == F.col("_DUP_KEY"), how="left")
+    order = Window.partitionBy("_KEY").orderBy(
         F.col("_PROBLEM").isNotNull().asc(), _content_hash(raw_cols).asc(),
         F.col("SOURCE_FILE").asc_nulls_last())
-    has_key = blank_to_null(F.col("EPIKEY")).isNotNull()
-    duplicate = _check(has_key & (F.row_number().over(order) > 1), "DUPLICATE_EPIKEY", "EPIKEY",
-                       F.col("EPIKEY"))
-    flagged = checked.withColumn("_PROBLEM", F.coalesce(F.col("_PROBLEM"), duplicate))
+    shared = marked.where(F.col("_DUP_KEY").isNotNull())
+    shared = shared.withColumn("_PROBLEM", F.coalesce(F.col("_PROBLEM"), _check(
+        F.row_number().over(order) > 1, "DUPLICATE_EPIKEY", "EPIKEY", F.col("EPIKEY"))))
+    flagged = marked.where(F.col("_DUP_KEY").isNull()).unionByName(shared)
     return flagged.select(
         *typed_episode_columns(), F.col("SOURCE_FILE"),
         F.col("EPIKEY").alias("RAW_EPIKEY"), F.col("PROCODE3").alias("RAW_PROCODE3"),

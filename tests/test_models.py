@@ -245,7 +245,7 @@ def _degenerate_cells(spark):
     # 4: quasi-separated: nobody aged 90+ died
     rows += [(4, "60-64", "male", "elective", 500, 40), (4, "60-64", "female", "elective", 500, 60),
              (4, "90+", "male", "elective", 40, 0), (4, "80-84", "female", "non-elective", 300, 50),
-             (4, "80-84", "male", "non-elective", 300, 45)]
+             (4, "80-84", "male", "non-elective", 300, 45), (4, "80-84", "male", "elective", 100, 12)]
     # 5: few deaths (3), with an 'unknown' sex
     rows += [(5, "60-64", "unknown", "elective", 100, 1), (5, "70-74", "female", "elective", 100, 2)]
     # 6: collinear terms (elective <=> male), no separation
@@ -262,7 +262,7 @@ def _probabilities(spark, cells_sdf, models):
     return scored
 
 
-@pytest.mark.parametrize("rule", ["ridge", "crude"])
+@pytest.mark.parametrize("rule", ["extended_mle", "ridge", "crude"])
 def test_degenerate_groups(spark, rule):
     cells = _degenerate_cells(spark)
     models = fit_group_models(spark, cells, config=ModelConfig(degenerate_rule=rule, min_deaths=5,
@@ -275,10 +275,16 @@ def test_degenerate_groups(spark, rule):
     assert d.loc[5, "RULE"] == "crude_rate" and "min_deaths" in d.loc[5, "DETAIL"]
     assert "separation: AGE_BAND=90+ (0/40 died)" in d.loc[4, "DETAIL"]
     assert "singular" in d.loc[6, "DETAIL"] or "failed" in d.loc[6, "DETAIL"], d.loc[6, "DETAIL"]
-    want = "ridge" if rule == "ridge" else "crude_rate"
-    assert d.loc[4, "RULE"] == want and d.loc[6, "RULE"] == want
+    want = {"extended_mle": "ridge", "ridge": "ridge", "crude": "crude_rate"}[rule]
+    assert d.loc[6, "RULE"] == want
+    assert d.loc[4, "RULE"] == ("mle_extended" if rule == "extended_mle" else want)
     c = models.coefficients
     assert np.isfinite(c["ESTIMATE"]).all()
+    if rule == "extended_mle":
+        sep = c[(c["DIAG_GROUP"] == 4) & (c["TERM"] == "AGE_BAND") & (c["LEVEL"] == "90+")]
+        assert sep["ESTIMATE"].item() == -25.0 and sep["STD_ERROR"].isna().all()
+        fitted = c[(c["DIAG_GROUP"] == 4) & (c["TERM"] == "AGE_BAND") & ~c["REFERENCE"] & (c["LEVEL"] != "90+")]
+        assert fitted["STD_ERROR"].notna().all()
     if rule == "ridge":
         sep = c[(c["DIAG_GROUP"] == 4) & (c["TERM"] == "AGE_BAND") & (c["LEVEL"] == "90+")]
         assert sep["ESTIMATE"].item() < -1 and sep["STD_ERROR"].isna().all()
@@ -293,7 +299,7 @@ def test_degenerate_groups(spark, rule):
     o = scored.groupby("DIAG_GROUP")["DEATHS"].sum()
     for g in (1, 2, 3, 5):
         assert e[g] == pytest.approx(o[g], rel=1e-6, abs=1e-9)
-    assert e[4] == pytest.approx(o[4], rel=0.02)
+    assert e[4] == pytest.approx(o[4], rel=1e-6 if rule == "extended_mle" else 0.02)
 
 
 def test_huge_coefficient_triggers_rule(spark):
