@@ -170,12 +170,13 @@ def band_table(df: pd.DataFrame, id_col: str, observed_col: str, expected_col: s
         col.iloc[np.nonzero(good)[0]] = values
         return col
 
-    out["SHMI"] = spread(np.round(res.shmi, OUTPUT_DECIMALS))
-    out["Z"] = spread(np.round(res.z, OUTPUT_DECIMALS))
-    out["KEPT_IN_TRIM"] = spread(res.kept, "boolean")
-    for name, values in zip(LIMIT_COLUMNS, (res.od95_ll, res.od95_ul, res.od998_ll,
-                                            res.od998_ul, res.po998_ll, res.po998_ul)):
-        out[name] = spread(np.round(values, OUTPUT_DECIMALS))
+    with np.errstate(over="ignore", invalid="ignore"):  # limits of a tiny E can be huge: rounding keeps them
+        out["SHMI"] = spread(np.round(res.shmi, OUTPUT_DECIMALS))
+        out["Z"] = spread(np.round(res.z, OUTPUT_DECIMALS))
+        out["KEPT_IN_TRIM"] = spread(res.kept, "boolean")
+        for name, values in zip(LIMIT_COLUMNS, (res.od95_ll, res.od95_ul, res.od998_ll,
+                                                res.od998_ul, res.po998_ll, res.po998_ul)):
+            out[name] = spread(np.round(values, OUTPUT_DECIMALS))
     out["BANDING"] = spread(banding, "Int64")
     out["BANDING_LABEL"] = spread([BANDING_LABELS[b] for b in banding], "string")
     out["OUTLIER_998"] = spread(outlier, "boolean")

@@ -96,6 +96,6 @@ def run(args) -> int:
         print(f"[shmi] period {p['period']}: {p['n_trusts']} trusts, SHMI banding "
               f"{p['n_higher']} higher / {p['n_as_expected']} as expected / {p['n_lower']} lower, "
               f"{p['n_outliers_998']} above 99.8%; phi={p['phi']:.3f} tau2={p['tau2']:.5f}; "
-              f"C={p['c_statistic_overall']:.3f}")
+              f"C={p['c_statistic_overall'] or float('nan'):.3f}")
     print(f"[shmi] outputs in {out} (summary.json, shmi_trust.csv, ...)")
     return 0
