@@ -123,7 +123,8 @@ class ModelConfig:
     """Per-group logistic regression (METHOD.md §5)."""
 
     parallelism: int = 8
-    max_iter: int = 100
+    # IRLS converges in under 10 iterations when the MLE exists; more means (quasi-)separation
+    max_iter: int = 25
     tol: float = 1e-10
     # L2 penalty used when a group shows separation or fails to converge
     # (degenerate_rule = "ridge"), or for every group if > 0 and rule "always".

@@ -233,10 +233,7 @@ def _group_data(cached: DataFrame, d: _Design) -> DataFrame:
     names = [f"x{i}" for i in range(len(d.features))]
     indicators = [F.when(level_expr(t) == F.lit(lv), F.lit(1.0)).otherwise(F.lit(0.0)).alias(n)
                   for (t, lv), n in zip(d.features, names)]
-    keep = F.col("DIAG_GROUP") == F.lit(d.group)
-    for (term, lv) in sorted(d.fixed):
-        keep = keep & (level_expr(term) != F.lit(lv))
-    data = (cached.where(keep).coalesce(1)
+    data = (_fit_cells(cached, d).coalesce(1)
             .select(*indicators,
                     (F.col("DEATHS") / F.col("SPELLS")).alias("label"),
                     F.col("SPELLS").cast("double").alias("weight")))
@@ -277,12 +274,39 @@ def _without_fixed(d: _Design) -> _Design:
     return dataclasses.replace(d, features=features, reference=reference, fixed={})
 
 
+def _fit_cells(cached: DataFrame, d: _Design) -> DataFrame:
+    """The group's cells that enter its fit: none with a separated (fixed) level."""
+    keep = F.col("DIAG_GROUP") == F.lit(d.group)
+    for (term, lv) in sorted(d.fixed):
+        keep = keep & (level_expr(term) != F.lit(lv))
+    return cached.where(keep)
+
+
+def _drop_emptied_levels(cached: DataFrame, d: _Design) -> _Design:
+    """Levels whose every spell sat in a separated level's cells have no data left: no parameter.
+
+    One small aggregation; their coefficient is reported as 0, like a reference level.
+    """
+    if not d.fixed or not d.features:
+        return d
+    sums = _fit_cells(cached, d).agg(*[
+        F.sum(F.when(level_expr(t) == F.lit(lv), F.col("SPELLS")).otherwise(F.lit(0))).alias(f"x{i}")
+        for i, (t, lv) in enumerate(d.features)]).first()
+    emptied = [f for f, v in zip(d.features, sums) if not v]
+    if not emptied:
+        return d
+    notes = d.notes + ["no spells left once separated cells are set aside, no parameter: "
+                       + " ".join(f"{t}={lv}" for t, lv in emptied)]
+    return dataclasses.replace(d, features=[f for f in d.features if f not in emptied], notes=notes)
+
+
 def _fit_one(spark: SparkSession, cached: DataFrame, d: _Design, config: ModelConfig):
     """Fit one group following the rules of the module doc; returns (coef rows, diagnostics row)."""
     sc = spark.sparkContext
     sc.setLocalProperty("spark.scheduler.pool", config.scheduler_pool)
     sc.setJobDescription(f"SHMI risk model, diagnosis group {d.group}")
     t0 = time.perf_counter()
+    d = _drop_emptied_levels(cached, d)
     # the group's rows, persisted: IRLS makes one pass per iteration (and a ridge refit more)
     data = _group_data(cached, d).persist(StorageLevel.MEMORY_AND_DISK) if d.features else None
     try:

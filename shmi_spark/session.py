@@ -12,7 +12,10 @@ from __future__ import annotations
 import os
 import sys
 
-from .config import SparkConfig
+from .config import PROJECT_ROOT, SparkConfig
+
+#: Spark's JVM logging in local mode: errors only (conf/log4j2.properties).
+LOG4J_CONFIG = PROJECT_ROOT / "conf" / "log4j2.properties"
 
 # Settings that make results deterministic and match the method, in any mode.
 _ALWAYS = {
@@ -49,7 +52,7 @@ def build_session(conf: SparkConfig, *, testing: bool = False):
             "spark.ui.enabled": "true" if (conf.ui and not testing) else "false",
             "spark.ui.showConsoleProgress": "true" if (conf.console_progress and not testing) else "false",
             "spark.sql.adaptive.enabled": "true",
-            "spark.driver.extraJavaOptions": "-Dlog4j2.level=warn",
+            "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}",
         })
         if conf.local_dir:
             settings["spark.local.dir"] = conf.local_dir
