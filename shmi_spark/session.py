@@ -23,6 +23,9 @@ _ALWAYS = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.ansi.enabled": "true",
     "spark.scheduler.mode": "FAIR",
+    # parse every field of a delimited line, so a short or long line is always a malformed
+    # record (rejected as MALFORMED_LINE) whichever columns a query happens to need
+    "spark.sql.csv.parser.columnPruning.enabled": "false",
 }
 
 
