@@ -44,7 +44,7 @@ from .indicator import (area_summaries, group_breakdown, outlier_persistence, sh
                         trust_indicator)
 from .ingest import is_local, read_deaths, read_episodes, read_trusts, resolve_inputs
 from .linkage import linkage_counts
-from .models import fit_group_models, write_models
+from .models import fit_group_models
 from .periods import Period, five_year_periods, rolling_period
 from .publish import disclosure_control, write_json, write_table
 from .quality import c_statistics, trust_r2
@@ -96,8 +96,12 @@ def load_references(cfg: Config):
     return lookup, charlson
 
 
-def stage_spells(spark: SparkSession, cfg: Config, out: str, log: StageLog, summary: dict) -> DataFrame:
-    """Ingest, validate, build spells, link deaths; write ``spells/`` and ``rejects/``."""
+def stage_spells(spark: SparkSession, cfg: Config, out: str, log: StageLog, summary: dict):
+    """Ingest, validate, build spells, link deaths; write ``spells/`` and ``rejects/``.
+
+    Returns the spell table (read back from ``spells/``), the trust reference and
+    the diagnosis lookup, for the later stages.
+    """
     t0 = time.perf_counter()
     paths = resolve_inputs(cfg.input)
     trusts = read_trusts(spark, paths.trusts)
@@ -181,7 +185,7 @@ def stage_spells(spark: SparkSession, cfg: Config, out: str, log: StageLog, summ
     }
     summary["linkage"] = counts
     log.record("linkage", n_included, counts["deaths_linked"], t0)
-    return spells
+    return spells, trusts, lookup
 
 
 def stage_period(spark: SparkSession, cfg: Config, spells: DataFrame, period: Period, out: str,
@@ -193,7 +197,8 @@ def stage_period(spark: SparkSession, cfg: Config, spells: DataFrame, period: Pe
     models = fit_group_models(spark, cells, config=cfg.model,
                               groups_meta=lookup.groups[["DIAG_GROUP", "LABEL"]])
     safe = period.label.replace("/", "-").replace("..", "_")
-    write_models(models, f"{out}/model/{safe}") if is_local(out) else None
+    for name, table in (("coefficients", models.coefficients), ("diagnostics", models.diagnostics)):
+        write_table(spark, table, f"{out}/model/{safe}", name)
     n_cells = int(models.diagnostics["N_CELLS"].sum()) if len(models.diagnostics) else 0
     log.record(f"models {period.label}"[:12], n_cells, len(models.diagnostics), t0)
 
@@ -232,9 +237,9 @@ def run_pipeline(spark: SparkSession, cfg: Config, *, stage: str = "all", quiet:
     resolve_inputs(cfg.input)  # fail on a missing input before anything is cleared
     if cfg.output.overwrite:
         _clear(out)
-    spells = stage_spells(spark, cfg, out, log, summary)
+    spells, trusts, lookup = stage_spells(spark, cfg, out, log, summary)
     if stage == "all":
-        run_indicator(spark, cfg, spells, out, log, summary)
+        run_indicator(spark, cfg, spells, trusts, lookup, out, log, summary)
     _clear(f"{out}/_work")
     summary["stages"] = log.rows
     summary["seconds_total"] = round(time.perf_counter() - started, 1)
@@ -242,11 +247,9 @@ def run_pipeline(spark: SparkSession, cfg: Config, *, stage: str = "all", quiet:
     return summary
 
 
-def run_indicator(spark: SparkSession, cfg: Config, spells: DataFrame, out: str, log: StageLog,
-                  summary: dict) -> None:
+def run_indicator(spark: SparkSession, cfg: Config, spells: DataFrame, trusts: pd.DataFrame, lookup,
+                  out: str, log: StageLog, summary: dict) -> None:
     """Models, expected deaths, SHMI and banding for every period; the published files."""
-    lookup, _ = load_references(cfg)
-    trusts = read_trusts(spark, resolve_inputs(cfg.input).trusts)
     if cfg.method.five_year:
         periods = five_year_periods(cfg.method)
     else:
