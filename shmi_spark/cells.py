@@ -29,6 +29,13 @@ COVARIATES = ["AGE_BAND", "SEX_CAT", "ADMIMETH_CAT", "ADM_MONTH", "YEAR_INDEX",
               "CHARLSON_BAND", "BIRWEIT_BAND"]
 CELL_KEYS = ["DIAG_GROUP", *COVARIATES]
 CELL_COLUMNS = [*CELL_KEYS, "SPELLS", "DEATHS"]
+# A null covariate is its own level, reported as this (METHOD.md §4: missing -> unknown).
+UNKNOWN_LEVEL = "unknown"
+
+
+def level_expr(term: str) -> Column:
+    """A covariate's level as the string used in the coefficients table (null → ``unknown``)."""
+    return F.coalesce(F.col(term).cast("string"), F.lit(UNKNOWN_LEVEL))
 
 
 def _months_from(d: date, start: date) -> int:

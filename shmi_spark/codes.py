@@ -34,7 +34,8 @@ def normalise_code(col: Column) -> Column:
 
     >>> df.select(normalise_code(F.col("DIAG_4_01")))  # doctest: +SKIP
     """
-    cleaned = F.upper(F.regexp_replace(col.cast("string"), r"[.\-\s]", ""))
+    # translate deletes the characters without a counterpart: no regex per value
+    cleaned = F.upper(F.translate(col.cast("string"), ".- \t\n\r\f\u000b", ""))
     return (
         F.when(cleaned.isNull() | (F.length(cleaned) == 0), F.lit(None).cast("string"))
         .when(F.length(cleaned) == 3, F.concat(cleaned, F.lit("X")))

@@ -123,6 +123,10 @@ class ModelConfig:
     """Per-group logistic regression (METHOD.md §5)."""
 
     parallelism: int = 8
+    # Groups are fitted together in block-diagonal batches of up to this many
+    # parameters (exactly the per-group MLE, far fewer Spark jobs); 0 fits
+    # every group on its own.
+    batch_parameters: int = 400
     # IRLS converges in under 10 iterations when the MLE exists; more means (quasi-)separation
     max_iter: int = 25
     tol: float = 1e-10
@@ -302,6 +306,7 @@ def validate_config(cfg: Config) -> None:
         (cfg.method.period_end == "" or re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", cfg.method.period_end),
          "method.period_end", "YYYY-MM"),
         (cfg.model.parallelism >= 1, "model.parallelism", ">= 1"),
+        (0 <= cfg.model.batch_parameters <= 4096, "model.batch_parameters", "in [0, 4096]"),
         (cfg.model.degenerate_rule in {"extended_mle", "ridge", "crude"}, "model.degenerate_rule",
          "extended_mle, ridge or crude"),
         (cfg.model.separation_logit > 0, "model.separation_logit", "> 0"),

@@ -71,8 +71,10 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from .cells import COVARIATES
+from .cells import COVARIATES, UNKNOWN_LEVEL, level_expr
 from .config import ModelConfig
+from .model_batches import (Batch, batch_design, fit_batch, group_estimates, kept_level_spells, make_batch,
+                            pack_batches)
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +82,11 @@ TERMS = list(COVARIATES)
 INTERCEPT = "INTERCEPT"
 CRUDE_RATE = "CRUDE_RATE"
 NA_LEVEL = "n/a"
-UNKNOWN_LEVEL = "unknown"
 PERINATAL_TERM = "BIRWEIT_BAND"
 
 COEF_COLUMNS = ["DIAG_GROUP", "TERM", "LEVEL", "ESTIMATE", "STD_ERROR", "REFERENCE"]
 DIAG_COLUMNS = ["DIAG_GROUP", "SPELLS", "DEATHS", "N_CELLS", "N_PARAMS", "ITERATIONS",
-                "CONVERGED", "RULE", "DETAIL", "SECONDS"]
-
-
-def level_expr(term: str) -> Column:
-    """A covariate's level as the string used in the coefficients table (null → ``unknown``)."""
-    return F.coalesce(F.col(term).cast("string"), F.lit(UNKNOWN_LEVEL))
+                "CONVERGED", "BATCH", "RULE", "DETAIL", "SECONDS"]
 
 
 _LEADING_NUMBER = re.compile(r"^([<>]?)(\d+(?:\.\d+)?)")
@@ -134,6 +130,8 @@ class _Design:
     # (term, level) -> fixed log-odds contrast for separated levels (extended MLE)
     fixed: dict[tuple[str, str], float] = field(default_factory=dict)
     unresolved: bool = False
+    # levels emptied by the separated cells already looked for (and dropped)
+    emptied_checked: bool = False
 
 
 def _designs(meta: pd.DataFrame, all_levels: dict[str, list[str]],
@@ -202,7 +200,7 @@ def _crude(d: _Design, rule_detail: list[str], seconds: float = 0.0):
     coefs = [dict(DIAG_GROUP=d.group, TERM=CRUDE_RATE, LEVEL="", ESTIMATE=rate, STD_ERROR=se,
                   REFERENCE=False)]
     diag = dict(DIAG_GROUP=d.group, SPELLS=d.spells, DEATHS=d.deaths, N_CELLS=d.n_cells,
-                N_PARAMS=1, ITERATIONS=0, CONVERGED=True, RULE="crude_rate",
+                N_PARAMS=1, ITERATIONS=0, CONVERGED=True, BATCH=None, RULE="crude_rate",
                 DETAIL="; ".join(rule_detail + d.notes), SECONDS=seconds)
     return coefs, diag
 
@@ -282,30 +280,51 @@ def _fit_cells(cached: DataFrame, d: _Design) -> DataFrame:
     return cached.where(keep)
 
 
+def _drop_emptied(spark: SparkSession, cached: DataFrame, designs: list[_Design]) -> list[_Design]:
+    """:func:`_drop_emptied_levels` for many groups at once: one small Spark job."""
+    with_fixed = [d for d in designs if d.fixed and d.features]
+    if not with_fixed:
+        return designs
+    kept = kept_level_spells(spark, cached, with_fixed)
+    spells = {(int(r.DIAG_GROUP), r.TERM, r.LEVEL): int(r.SPELLS) for r in kept.itertuples()}
+    out = []
+    for d in designs:
+        if d.fixed and d.features:
+            d = _without_levels(d, [f for f in d.features if not spells.get((d.group, *f))])
+        out.append(d)
+    return out
+
+
+def _without_levels(d: _Design, emptied: list[tuple[str, str]]) -> _Design:
+    if not emptied:
+        return d
+    notes = d.notes + ["no spells left once separated cells are set aside, no parameter: "
+                       + " ".join(f"{t}={lv}" for t, lv in emptied)]
+    return dataclasses.replace(d, features=[f for f in d.features if f not in emptied], notes=notes,
+                               emptied_checked=True)
+
+
 def _drop_emptied_levels(cached: DataFrame, d: _Design) -> _Design:
     """Levels whose every spell sat in a separated level's cells have no data left: no parameter.
 
     One small aggregation; their coefficient is reported as 0, like a reference level.
     """
-    if not d.fixed or not d.features:
+    if not d.fixed or not d.features or d.emptied_checked:
         return d
     sums = _fit_cells(cached, d).agg(*[
         F.sum(F.when(level_expr(t) == F.lit(lv), F.col("SPELLS")).otherwise(F.lit(0))).alias(f"x{i}")
         for i, (t, lv) in enumerate(d.features)]).first()
-    emptied = [f for f, v in zip(d.features, sums) if not v]
-    if not emptied:
-        return d
-    notes = d.notes + ["no spells left once separated cells are set aside, no parameter: "
-                       + " ".join(f"{t}={lv}" for t, lv in emptied)]
-    return dataclasses.replace(d, features=[f for f in d.features if f not in emptied], notes=notes)
+    return _without_levels(d, [f for f, v in zip(d.features, sums) if not v])
 
 
 def _fit_one(spark: SparkSession, cached: DataFrame, d: _Design, config: ModelConfig):
     """Fit one group following the rules of the module doc; returns (coef rows, diagnostics row)."""
+    t0 = time.perf_counter()
+    if not _needs_fit(d, config):
+        return _fit_rules(None, d, config, t0)
     sc = spark.sparkContext
     sc.setLocalProperty("spark.scheduler.pool", config.scheduler_pool)
     sc.setJobDescription(f"SHMI risk model, diagnosis group {d.group}")
-    t0 = time.perf_counter()
     d = _drop_emptied_levels(cached, d)
     # the group's rows, persisted: IRLS makes one pass per iteration (and a ridge refit more)
     data = _group_data(cached, d).persist(StorageLevel.MEMORY_AND_DISK) if d.features else None
@@ -317,13 +336,56 @@ def _fit_one(spark: SparkSession, cached: DataFrame, d: _Design, config: ModelCo
         sc.setJobDescription(None)
 
 
+def _diag(d: _Design, n_params: int, iterations: int, converged: bool, rule: str,
+          detail: list[str], seconds: float, batch: str | None = None) -> dict:
+    return dict(DIAG_GROUP=d.group, SPELLS=d.spells, DEATHS=d.deaths, N_CELLS=d.n_cells,
+                N_PARAMS=n_params, ITERATIONS=iterations, CONVERGED=converged, BATCH=batch, RULE=rule,
+                DETAIL="; ".join(detail + d.notes), SECONDS=seconds)
+
+
+def _needs_fit(d: _Design, config: ModelConfig) -> bool:
+    """True when the group's model takes a Spark fit (not the crude rate, not closed form)."""
+    if d.deaths == 0 or d.deaths < config.min_deaths or d.deaths >= d.spells:
+        return False
+    return bool(d.features or d.fixed)
+
+
+def _tries_mle(d: _Design) -> bool:
+    """True when the rules start with an unpenalised fit (no unresolved separation)."""
+    return not d.separated or (bool(d.fixed) and not d.unresolved)
+
+
+def _mle_problems(d: _Design, config: ModelConfig, b0: float, b: np.ndarray, ses, it: int) -> list[str]:
+    """Why an unpenalised fit is not accepted as the MLE (empty: it is)."""
+    bad = []
+    if it >= config.max_iter:
+        bad.append(f"not converged in {it} iterations")
+    if not (np.isfinite(b0) and np.all(np.isfinite(b))):
+        bad.append("non-finite coefficients")
+    else:
+        values = np.concatenate([[b0], b])
+        worst = int(np.argmax(np.abs(values)))
+        if abs(values[worst]) > config.max_abs_coef:
+            name = INTERCEPT if worst == 0 else "=".join(d.features[worst - 1])
+            bad.append(f"|coefficient| > {config.max_abs_coef:g} ({name}: {values[worst]:.3g})")
+    if ses is None or not np.all(np.isfinite(ses)):
+        bad.append("singular design (no standard errors)")
+    return bad
+
+
+def _mle_result(d: _Design, config: ModelConfig, b0, se0, b, ses, it: int, seconds: float,
+                batch: str | None = None):
+    """Coefficient rows and diagnostics of an accepted unpenalised fit."""
+    coefs = _coef_rows(d, b0, se0, b, ses)
+    if d.fixed:
+        note = [f"separation: {', '.join(d.separated)}; those levels fixed at "
+                f"±{config.separation_logit:g} on the log-odds, the rest fitted without their cells"]
+        return coefs, _diag(d, len(b) + 1, it, True, "mle_extended", note, seconds, batch)
+    return coefs, _diag(d, len(b) + 1, it, True, "mle", [], seconds, batch)
+
+
 def _fit_rules(data: DataFrame | None, d: _Design, config: ModelConfig, t0: float,
                data_source: DataFrame | None = None):
-    def diag(n_params, iterations, converged, rule, detail):
-        return dict(DIAG_GROUP=d.group, SPELLS=d.spells, DEATHS=d.deaths, N_CELLS=d.n_cells,
-                    N_PARAMS=n_params, ITERATIONS=iterations, CONVERGED=converged, RULE=rule,
-                    DETAIL="; ".join(detail + d.notes), SECONDS=time.perf_counter() - t0)
-
     if d.deaths == 0:
         return _crude(d, ["no deaths"], time.perf_counter() - t0)
     if d.deaths < config.min_deaths:
@@ -335,36 +397,19 @@ def _fit_rules(data: DataFrame | None, d: _Design, config: ModelConfig, t0: floa
         rate = d.deaths / d.spells
         coefs = _coef_rows(d, math.log(rate / (1 - rate)),
                            math.sqrt(1 / d.deaths + 1 / (d.spells - d.deaths)), [], [])
-        return coefs, diag(1, 0, True, "mle", ["no covariate varies: intercept-only, closed form"])
+        return coefs, _diag(d, 1, 0, True, "mle", ["no covariate varies: intercept-only, closed form"],
+                            time.perf_counter() - t0)
 
     problems: list[str] = []
-    extended = bool(d.fixed) and not d.unresolved
-    if d.separated and not extended:
+    if not _tries_mle(d):
         problems.append("separation: " + ", ".join(d.separated))
     else:
         try:
             b0, b, se, it = _glr_fit(data, d, config, 0.0)
-            bad = []
-            if it >= config.max_iter:
-                bad.append(f"not converged in {it} iterations")
-            if not (np.isfinite(b0) and np.all(np.isfinite(b))):
-                bad.append("non-finite coefficients")
-            else:
-                values = np.concatenate([[b0], b])
-                worst = int(np.argmax(np.abs(values)))
-                if abs(values[worst]) > config.max_abs_coef:
-                    name = INTERCEPT if worst == 0 else "=".join(d.features[worst - 1])
-                    bad.append(f"|coefficient| > {config.max_abs_coef:g} ({name}: {values[worst]:.3g})")
-            if se is None or not np.all(np.isfinite(se)):
-                bad.append("singular design (no standard errors)")
+            bad = _mle_problems(d, config, b0, b, se, it)
             if not bad:
-                coefs = _coef_rows(d, b0, se[-1], b, se[:-1])
-                if extended:
-                    note = [f"separation: {', '.join(d.separated)}; those levels fixed at "
-                            f"±{config.separation_logit:g} on the log-odds, the rest fitted without their cells"]
-                    return coefs, diag(len(b) + 1, it, True, "mle_extended", note)
-                return coefs, diag(len(b) + 1, it, True, "mle", [])
-            if extended:
+                return _mle_result(d, config, b0, se[-1], b, se[:-1], it, time.perf_counter() - t0)
+            if d.fixed:
                 bad.insert(0, "separation: " + ", ".join(d.separated))
             problems.extend(bad)
         except Exception as exc:  # noqa: BLE001 - any solver failure makes the group degenerate
@@ -385,8 +430,67 @@ def _fit_rules(data: DataFrame | None, d: _Design, config: ModelConfig, t0: floa
                       time.perf_counter() - t0)
     coefs = _coef_rows(d, b0, None, b, None)
     converged = it < config.max_iter
-    return coefs, diag(len(b) + 1, it, converged, "ridge",
-                       problems + [f"ridge_penalty={config.ridge_penalty:g}"])
+    return coefs, _diag(d, len(b) + 1, it, converged, "ridge",
+                        problems + [f"ridge_penalty={config.ridge_penalty:g}"], time.perf_counter() - t0)
+
+
+def _fit_batch(spark: SparkSession, cached: DataFrame, design: DataFrame, batch: Batch,
+               designs: dict[int, _Design], config: ModelConfig) -> list:
+    """Fit one batch and accept each group's estimates that pass the MLE checks.
+
+    A group that fails them is fitted alone (all the rules of the module doc).
+    When the batch does not converge, the groups with bad-looking estimates
+    (too large, non-finite) are taken out and the rest refitted as a batch; when
+    it fails without a culprit (an error, a singular design, or no convergence
+    with no bad-looking group), it is split in two halves, each refitted.
+    """
+    sc = spark.sparkContext
+    sc.setLocalProperty("spark.scheduler.pool", config.scheduler_pool)
+    sc.setJobDescription(f"SHMI risk models, batch {batch.label} "
+                         f"(groups {batch.groups[0]}-{batch.groups[-1]})")
+    try:
+        fit = fit_batch(design, batch, max_iter=config.max_iter, tol=config.tol)
+    except Exception as exc:  # noqa: BLE001 - the batch is split
+        log.info("batch %s failed (%s); splitting it", batch.label, exc)
+        fit = None
+    finally:
+        sc.setJobDescription(None)
+    if fit is None or fit.standard_errors is None:
+        half = (len(batch.groups) + 1) // 2
+        return _refit(spark, cached, batch, [batch.groups[:half], batch.groups[half:]], designs, config)
+    converged = fit.iterations < config.max_iter
+    results, good, bad = [], [], []
+    for g in batch.groups:
+        d = designs[g]
+        b0, se0, b, ses = group_estimates(fit, batch, d)
+        # convergence is the batch's: judged below, not per group
+        if _mle_problems(d, config, b0, b, np.concatenate([ses, [se0]]), 0):
+            bad.append(g)
+        elif converged:
+            results.append(_mle_result(d, config, b0, se0, b, ses, fit.iterations, fit.seconds,
+                                       batch.label))
+        else:
+            good.append(g)
+    results += [_fit_one(spark, cached, designs[g], config) for g in bad]
+    if good:  # not converged: refit without the culprits, or in halves when there is none
+        half = (len(good) + 1) // 2
+        parts = [good] if bad else [good[:half], good[half:]]
+        results += _refit(spark, cached, batch, parts, designs, config)
+    return results
+
+
+def _refit(spark: SparkSession, cached: DataFrame, parent: Batch, parts: list, designs: dict[int, _Design],
+           config: ModelConfig) -> list:
+    """Refit parts of a batch: as smaller batches (labelled ``<parent>.<i>``), or alone."""
+    results = []
+    for i, groups in enumerate(p for p in parts if p):
+        if len(groups) == 1:
+            results.append(_fit_one(spark, cached, designs[groups[0]], config))
+            continue
+        sub = make_batch(0, f"{parent.label}.{i + 1}", [designs[g] for g in groups])
+        results += _fit_batch(spark, cached, batch_design(spark, cached, [sub], designs), sub,
+                              designs, config)
+    return results
 
 
 def _empty() -> GroupModels:
@@ -398,9 +502,13 @@ def fit_group_models(spark: SparkSession, cells: DataFrame, *, config: ModelConf
                      groups_meta: pd.DataFrame | None = None) -> GroupModels:
     """Fit every diagnosis group's model from the cells table, ``config.parallelism`` at a time.
 
-    The cells are cached once, ordered by group (so a group's scan reads only
-    its in-memory batches); each group's fit runs on one partition
-    (``coalesce(1)``) as concurrent Spark jobs in the FAIR pool
+    The cells are cached once, ordered by group.  Groups that take an
+    unpenalised fit are packed, in group order, into block-diagonal batches of
+    up to ``config.batch_parameters`` parameters (:mod:`shmi_spark.model_batches`:
+    one Spark ML fit per batch, exactly each group's own MLE); a group whose
+    batch estimate is not accepted (not converged, too large, singular), and
+    every group needing a penalised fit, is fitted alone (``coalesce(1)``).
+    Batches and lone fits run as concurrent Spark jobs in the FAIR pool
     ``config.scheduler_pool``.  Results are sorted, so they do not depend on
     the order in which threads finish.  ``groups_meta`` (optional, pandas,
     keyed by ``DIAG_GROUP``, e.g. group labels) is joined onto the diagnostics.
@@ -417,11 +525,27 @@ def fit_group_models(spark: SparkSession, cells: DataFrame, *, config: ModelConf
                                 key=level_sort_key) for t in TERMS}
         logit = config.separation_logit if config.degenerate_rule == "extended_mle" else 0.0
         designs = _designs(meta, all_levels, logit)
-        # biggest groups first: the pool's tail is then made of quick fits
-        order = sorted(designs, key=lambda d: -d.n_cells)
-        with ThreadPoolExecutor(max_workers=max(1, config.parallelism),
-                                thread_name_prefix="shmi-model") as pool:
-            results = list(pool.map(lambda d: _fit_one(spark, cached, d, config), order))
+        fitted = [d for d in designs if _needs_fit(d, config) and _tries_mle(d)]
+        fitted = _drop_emptied(spark, cached, fitted)
+        by_group = {d.group: d for d in designs} | {d.group: d for d in fitted}
+        batchable = [d for d in fitted if d.features]
+        batches, _alone = (pack_batches(batchable, config.batch_parameters)
+                          if config.batch_parameters > 1 else ([], batchable))
+        in_batch = {g for b in batches for g in b.groups}
+        singles = [d for d in by_group.values() if d.group not in in_batch]
+        # biggest first: the pool's tail is then made of quick fits
+        singles.sort(key=lambda d: -d.n_cells)
+        design = (batch_design(spark, cached, batches, by_group).orderBy("BATCH")
+                  .persist(StorageLevel.MEMORY_AND_DISK)) if batches else None
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, config.parallelism),
+                                    thread_name_prefix="shmi-model") as pool:
+                jobs = [pool.submit(_fit_batch, spark, cached, design, b, by_group, config) for b in batches]
+                jobs += [pool.submit(lambda d: [_fit_one(spark, cached, d, config)], d) for d in singles]
+                results = [r for job in jobs for r in job.result()]
+        finally:
+            if design is not None:
+                design.unpersist()
     finally:
         cached.unpersist()
 
@@ -441,7 +565,7 @@ def fit_group_models(spark: SparkSession, cells: DataFrame, *, config: ModelConf
                    .sort_values("DIAG_GROUP").reset_index(drop=True)
                    .astype({"DIAG_GROUP": "int64", "SPELLS": "int64", "DEATHS": "int64",
                             "N_CELLS": "int64", "N_PARAMS": "int64", "ITERATIONS": "int64",
-                            "CONVERGED": "bool", "RULE": "string", "DETAIL": "string",
+                            "CONVERGED": "bool", "BATCH": "string", "RULE": "string", "DETAIL": "string",
                             "SECONDS": "float64"}))
     if groups_meta is not None and "DIAG_GROUP" in groups_meta.columns:
         extra = groups_meta.drop_duplicates("DIAG_GROUP").astype({"DIAG_GROUP": "int64"})

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -51,9 +52,11 @@ from .quality import c_statistics, trust_r2
 from .reference import load_charlson, load_diag_lookup
 from .spell_table import SPELL_COLUMNS, spell_table
 from .spells import EXCLUSION_REASONS, build_spells
-from .validate import REJECT_COLUMNS, flag_episodes, split_flagged, validate_deaths
+from .validate import REJECT_COLUMNS, duplicate_keys, flag_episodes, split_flagged, validate_deaths
 
 STAGES = ("spells", "all")
+# Up to this many duplicated EPIKEYs are joined back by broadcast (a few MB); more, by shuffle.
+BROADCAST_DUP_KEYS = 200_000
 
 
 class ReconciliationError(RuntimeError):
@@ -117,8 +120,12 @@ def stage_spells(spark: SparkSession, cfg: Config, out: str, log: StageLog, summ
     # validate: materialise the validated episodes once (typed + reason) for three readers
     t0 = time.perf_counter()
     work = f"{out}/_work"
-    flag_episodes(raw_episodes, sorted(trusts["PROCODE3"])).write.mode("overwrite").parquet(
+    dup_keys = duplicate_keys(raw_episodes).persist(StorageLevel.MEMORY_AND_DISK)
+    n_dup_keys = dup_keys.count()
+    flag_episodes(raw_episodes, sorted(trusts["PROCODE3"]), dup_keys=dup_keys,
+                  broadcast_dup_keys=n_dup_keys <= BROADCAST_DUP_KEYS).write.mode("overwrite").parquet(
         f"{work}/episodes_flagged")
+    dup_keys.unpersist()
     episodes, ep_rejects = split_flagged(spark.read.parquet(f"{work}/episodes_flagged"))
     d_ok, d_rejects = validate_deaths(raw_deaths)
     d_ok.write.mode("overwrite").parquet(f"{work}/deaths")

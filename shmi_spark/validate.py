@@ -61,7 +61,8 @@ def _code_outside(field: str, allowed: tuple[str, ...]) -> Column:
 
 
 def _first_problem(checks: list[Column]) -> Column:
-    return F.try_element_at(F.filter(F.array(*checks), lambda c: c.isNotNull()), F.lit(1))
+    """The first failing check (``coalesce`` stops at the first non-null: later checks are not evaluated)."""
+    return F.coalesce(*checks)
 
 
 def episode_checks(trust_codes: list[str]) -> list[Column]:
@@ -136,21 +137,38 @@ def _content_hash(columns: list[str]) -> Column:
     return F.xxhash64(*[F.coalesce(F.col(c), F.lit("\u0000")) for c in columns])
 
 
-def flag_episodes(episodes: DataFrame, trust_codes: list[str]) -> DataFrame:
+def duplicate_keys(episodes: DataFrame) -> DataFrame:
+    """The ``EPIKEY`` values (trimmed, non-blank) held by more than one raw episode: ``_DUP_KEY``.
+
+    A key-only aggregation: the shuffle carries keys, not the wide rows.
+    """
+    key = blank_to_null(F.col("EPIKEY"))
+    return (episodes.select(key.alias("_KEY")).where(F.col("_KEY").isNotNull())
+            .groupBy("_KEY").agg(F.count(F.lit(1)).alias("N"))
+            .where(F.col("N") > 1).select(F.col("_KEY").alias("_DUP_KEY")))
+
+
+def flag_episodes(episodes: DataFrame, trust_codes: list[str], *, dup_keys: DataFrame | None = None,
+                  broadcast_dup_keys: bool = False) -> DataFrame:
     """Every raw episode with its typed columns and its reject columns (null when accepted).
 
     ``episodes`` is the output of :func:`shmi_spark.ingest.read_episodes`.
     The result has the typed columns of :func:`typed_episode_columns` plus
     ``SOURCE_FILE, RAW_EPIKEY, RAW_PROCODE3, REASON, FIELD, VALUE``; materialise
-    it once and split it with :func:`split_flagged`.
+    it once and split it with :func:`split_flagged`.  ``dup_keys`` is
+    :func:`duplicate_keys` of the same episodes (computed here when not given);
+    ``broadcast_dup_keys`` (for a caller who counted them and found few) joins
+    it by broadcast, so the wide rows are not shuffled at all.
     """
     raw_cols = [c for c in episodes.columns if c not in ("_CORRUPT", "SOURCE_FILE")]
     checked = episodes.withColumn("_KEY", blank_to_null(F.col("EPIKEY"))).withColumn(
         "_PROBLEM", _first_problem(episode_checks(trust_codes)))
     # Duplicate keys are rare: find them with a key-only aggregation (a narrow shuffle),
     # then order only the rows that share a key; the wide rows are never sorted.
-    dup_keys = (checked.where(F.col("_KEY").isNotNull()).groupBy("_KEY").count()
-                .where(F.col("count") > 1).select(F.col("_KEY").alias("_DUP_KEY")))
+    if dup_keys is None:
+        dup_keys = duplicate_keys(episodes)
+    if broadcast_dup_keys:
+        dup_keys = F.broadcast(dup_keys)
     marked = checked.join(dup_keys, on=F.col("_KEY") == F.col("_DUP_KEY"), how="left")
     order = Window.partitionBy("_KEY").orderBy(
         F.col("_PROBLEM").isNotNull().asc(), _content_hash(raw_cols).asc(),

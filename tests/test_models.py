@@ -281,6 +281,8 @@ def test_degenerate_groups(spark, rule):
     c = models.coefficients
     assert np.isfinite(c["ESTIMATE"]).all()
     if rule == "extended_mle":
+        # batch 1 = groups 1, 4, 6 is singular (group 6): split in halves, 1 and 4 refitted as 1.1
+        assert d.loc[1, "BATCH"] == d.loc[4, "BATCH"] == "1.1" and pd.isna(d.loc[6, "BATCH"])
         sep = c[(c["DIAG_GROUP"] == 4) & (c["TERM"] == "AGE_BAND") & (c["LEVEL"] == "90+")]
         assert sep["ESTIMATE"].item() == -25.0 and sep["STD_ERROR"].isna().all()
         fitted = c[(c["DIAG_GROUP"] == 4) & (c["TERM"] == "AGE_BAND") & ~c["REFERENCE"] & (c["LEVEL"] != "90+")]
@@ -330,3 +332,69 @@ def test_result_independent_of_parallelism(spark):
     pd.testing.assert_frame_equal(one.coefficients, many.coefficients, check_exact=True)
     pd.testing.assert_frame_equal(one.diagnostics.drop(columns="SECONDS"),
                                   many.diagnostics.drop(columns="SECONDS"), check_exact=True)
+
+
+def test_batched_fit_equals_fits_alone(spark, equivalence_world):
+    """Block-diagonal batches give each group exactly its own MLE (model_batches)."""
+    _, spells, batched = equivalence_world
+    cells = covariate_cells(spells, window_start=WS, window_end=WE)
+    alone = fit_group_models(spark, cells, config=ModelConfig(parallelism=3, batch_parameters=0))
+    assert batched.diagnostics["BATCH"].tolist() == ["1", "1", "1"]
+    assert alone.diagnostics["BATCH"].isna().all()
+    a, b = alone.coefficients, batched.coefficients
+    pd.testing.assert_frame_equal(a.drop(columns=["ESTIMATE", "STD_ERROR"]),
+                                  b.drop(columns=["ESTIMATE", "STD_ERROR"]))
+    np.testing.assert_allclose(b["ESTIMATE"], a["ESTIMATE"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(b["STD_ERROR"], a["STD_ERROR"], rtol=1e-8)
+    cols = ["DIAG_GROUP", "SPELLS", "DEATHS", "N_CELLS", "N_PARAMS", "CONVERGED", "RULE", "DETAIL"]
+    pd.testing.assert_frame_equal(alone.diagnostics[cols], batched.diagnostics[cols])
+
+
+def test_batch_small_enough_is_split(spark, equivalence_world):
+    """A batch limit below two groups' parameters leaves every group alone; the numbers do not change."""
+    _, spells, batched = equivalence_world
+    cells = covariate_cells(spells, window_start=WS, window_end=WE)
+    n = int(batched.diagnostics["N_PARAMS"].min())
+    models = fit_group_models(spark, cells, config=ModelConfig(parallelism=2, batch_parameters=n + 1))
+    assert models.diagnostics["BATCH"].isna().all()
+    np.testing.assert_allclose(models.coefficients["ESTIMATE"], batched.coefficients["ESTIMATE"],
+                               rtol=0, atol=1e-9)
+
+
+def test_non_converging_group_leaves_its_batch(spark):
+    """Quasi-separation no single level shows (all died in (70-74, female), none in (60-64, male)):
+    the batch does not converge, the culprit is fitted alone (ridge), the rest refitted as batch 1.1."""
+    base = _degenerate_cells(spark).where("DIAG_GROUP = 1").toPandas()
+    rows = []
+    for g in (1, 8):
+        rows.append(base.assign(DIAG_GROUP=g, DEATHS=base["DEATHS"] + (g == 8) * 3))
+    rows.append(_cells([(7, "60-64", "male", "elective", 200, 0), (7, "60-64", "female", "elective", 200, 30),
+                        (7, "70-74", "male", "elective", 200, 40), (7, "70-74", "female", "elective", 60, 60)]))
+    cells = spark.createDataFrame(pd.concat(rows).astype({"SPELLS": "int64", "DEATHS": "int64",
+                                                          "ADM_MONTH": "int32", "YEAR_INDEX": "int32",
+                                                          "DIAG_GROUP": "int32"}))
+    models = fit_group_models(spark, cells, config=ModelConfig(parallelism=2))
+    d = models.diagnostics.set_index("DIAG_GROUP")
+    assert d.loc[7, "RULE"] == "ridge" and pd.isna(d.loc[7, "BATCH"]), d.loc[7, "DETAIL"]
+    assert list(d.loc[[1, 8], "RULE"]) == ["mle", "mle"] and list(d.loc[[1, 8], "BATCH"]) == ["1.1", "1.1"]
+    alone = fit_group_models(spark, cells, config=ModelConfig(parallelism=2, batch_parameters=0))
+    np.testing.assert_allclose(models.coefficients["ESTIMATE"], alone.coefficients["ESTIMATE"],
+                               rtol=0, atol=1e-9)
+
+
+def test_pack_batches():
+    from shmi_spark.model_batches import pack_batches
+    from shmi_spark.models import _Design
+
+    def design(g, p):
+        return _Design(group=g, spells=10, deaths=1, n_cells=1, features=[("AGE_BAND", str(i)) for i in range(p)])
+
+    designs = [design(5, 3), design(1, 3), design(2, 3), design(3, 20), design(4, 5), design(6, 1)]
+    batches, alone = pack_batches(designs, max_params=10)
+    # by group: 1+2 (4+4) | 3 (21 > 10) alone | 4+5 (6+4) | 6 left on its own
+    assert [b.groups for b in batches] == [(1, 2), (4, 5)]
+    assert sorted(d.group for d in alone) == [3, 6]
+    assert [b.label for b in batches] == ["1", "2"]
+    assert batches[0].n_params == 8 and batches[0].term_sizes == {"AGE_BAND": 6}
+    # group 2's levels follow group 1's in the AGE_BAND block, after the two intercepts
+    assert batches[0].coefficient_index(2, "AGE_BAND", "0") == 2 + 3

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from chispa import assert_df_equality
 
 from shmi_spark.config import InputConfig
 from shmi_spark.errors import InputError
 from shmi_spark.ingest import read_deaths, read_episodes
-from shmi_spark.validate import validate_deaths, validate_episodes
+from shmi_spark.validate import duplicate_keys, flag_episodes, validate_deaths, validate_episodes
 from spell_cases import TRUST_CODES, episode, raw_deaths, raw_episodes
 
 
@@ -123,3 +124,19 @@ def test_comma_delimited_deaths(spark, tmp_path):
     path.write_text("hesid,dod\nP1,2008-01-01\nP2,not a date\n")
     ok, rejects = validate_deaths(read_deaths(spark, str(path), InputConfig()))
     assert ok.count() == 1 and rejects.count() == 1
+
+
+def test_broadcast_duplicate_keys_give_the_same_split(spark):
+    """The pipeline's broadcast join of the few duplicated keys flags exactly as the shuffle join."""
+    rows = [episode(EPIKEY="d", SEX="Q"), episode(EPIKEY="d", SEX="2"), episode(EPIKEY="e"),
+            episode(EPIKEY="e"), episode(EPIKEY="e", EPIEND="bad"), episode(EPIKEY="f"), episode(EPIKEY=" ")]
+    raw = raw_episodes(spark, rows)
+    keys = duplicate_keys(raw)
+    assert sorted(r["_DUP_KEY"] for r in keys.collect()) == ["d", "e"]
+    cols = ["RAW_EPIKEY", "SEX", "EPIEND", "REASON", "FIELD"]
+    plain = flag_episodes(raw, TRUST_CODES).select(*cols)
+    broadcast = flag_episodes(raw, TRUST_CODES, dup_keys=keys, broadcast_dup_keys=True).select(*cols)
+    assert_df_equality(plain, broadcast, ignore_row_order=True)
+    reasons = sorted((r["RAW_EPIKEY"], r["REASON"]) for r in broadcast.collect() if r["REASON"])
+    assert reasons == [(" ", "MISSING_VALUE"), ("d", "INVALID_CODE"), ("e", "DUPLICATE_EPIKEY"),
+                       ("e", "INVALID_DATE")]
