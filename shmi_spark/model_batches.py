@@ -247,10 +247,11 @@ def group_estimates(fit: BatchFit, batch: Batch, design: "_Design"):
 
 
 def kept_level_spells(spark: SparkSession, cells: DataFrame, designs: list["_Design"]) -> pd.DataFrame:
-    """Spells per (group, term, level) among the cells that enter the fit, one small job."""
+    """``SPELLS`` and ``N_CELLS`` per (group, term, level) among the cells that enter the fit, one small job."""
     kept = kept_cells(spark, cells, designs)
     pairs = F.array(*[F.struct(F.lit(t).alias("TERM"), level_expr(t).alias("LEVEL")) for t in COVARIATES])
     return (kept.select("DIAG_GROUP", F.explode(pairs).alias("TL"), "SPELLS")
             .groupBy("DIAG_GROUP", F.col("TL.TERM").alias("TERM"), F.col("TL.LEVEL").alias("LEVEL"))
-            .agg(F.sum("SPELLS").cast("long").alias("SPELLS"))
+            .agg(F.sum("SPELLS").cast("long").alias("SPELLS"),
+                 F.count(F.lit(1)).cast("long").alias("N_CELLS"))
             .toPandas())

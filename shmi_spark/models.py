@@ -84,6 +84,10 @@ CRUDE_RATE = "CRUDE_RATE"
 NA_LEVEL = "n/a"
 PERINATAL_TERM = "BIRWEIT_BAND"
 
+# A standard error this large (log-odds) means a numerically singular information
+# matrix: a level holding one or two spells has a standard error of about 1-2.
+MAX_STD_ERROR = 1e3
+
 COEF_COLUMNS = ["DIAG_GROUP", "TERM", "LEVEL", "ESTIMATE", "STD_ERROR", "REFERENCE"]
 DIAG_COLUMNS = ["DIAG_GROUP", "SPELLS", "DEATHS", "N_CELLS", "N_PARAMS", "ITERATIONS",
                 "CONVERGED", "BATCH", "RULE", "DETAIL", "SECONDS"]
@@ -132,6 +136,14 @@ class _Design:
     unresolved: bool = False
     # levels emptied by the separated cells already looked for (and dropped)
     emptied_checked: bool = False
+    # cells left for the fit once separated levels' cells are set aside (None: all)
+    kept_cells: int | None = None
+
+    @property
+    def rank_deficient(self) -> bool:
+        """Fewer cells than parameters: the design cannot have full rank."""
+        cells = self.n_cells if self.kept_cells is None else self.kept_cells
+        return cells < 1 + len(self.features)
 
 
 def _designs(meta: pd.DataFrame, all_levels: dict[str, list[str]],
@@ -287,10 +299,13 @@ def _drop_emptied(spark: SparkSession, cached: DataFrame, designs: list[_Design]
         return designs
     kept = kept_level_spells(spark, cached, with_fixed)
     spells = {(int(r.DIAG_GROUP), r.TERM, r.LEVEL): int(r.SPELLS) for r in kept.itertuples()}
+    # every cell has one level of the first term: its counts add up to the group's kept cells
+    first = kept[kept["TERM"] == TERMS[0]].groupby("DIAG_GROUP")["N_CELLS"].sum()
     out = []
     for d in designs:
         if d.fixed and d.features:
             d = _without_levels(d, [f for f in d.features if not spells.get((d.group, *f))])
+            d = dataclasses.replace(d, kept_cells=int(first.get(d.group, 0)))
         out.append(d)
     return out
 
@@ -370,6 +385,10 @@ def _mle_problems(d: _Design, config: ModelConfig, b0: float, b: np.ndarray, ses
             bad.append(f"|coefficient| > {config.max_abs_coef:g} ({name}: {values[worst]:.3g})")
     if ses is None or not np.all(np.isfinite(ses)):
         bad.append("singular design (no standard errors)")
+    elif np.max(ses) > MAX_STD_ERROR:
+        bad.append(f"singular design (standard error {np.max(ses):.3g} > {MAX_STD_ERROR:g})")
+    elif d.rank_deficient:
+        bad.append(f"singular design ({len(d.features) + 1} parameters, fewer cells)")
     return bad
 
 
@@ -528,7 +547,8 @@ def fit_group_models(spark: SparkSession, cells: DataFrame, *, config: ModelConf
         fitted = [d for d in designs if _needs_fit(d, config) and _tries_mle(d)]
         fitted = _drop_emptied(spark, cached, fitted)
         by_group = {d.group: d for d in designs} | {d.group: d for d in fitted}
-        batchable = [d for d in fitted if d.features]
+        # a rank-deficient group would make its whole batch singular: it is fitted alone
+        batchable = [d for d in fitted if d.features and not d.rank_deficient]
         batches, _alone = (pack_batches(batchable, config.batch_parameters)
                           if config.batch_parameters > 1 else ([], batchable))
         in_batch = {g for b in batches for g in b.groups}

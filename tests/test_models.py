@@ -398,3 +398,17 @@ def test_pack_batches():
     assert batches[0].n_params == 8 and batches[0].term_sizes == {"AGE_BAND": 6}
     # group 2's levels follow group 1's in the AGE_BAND block, after the two intercepts
     assert batches[0].coefficient_index(2, "AGE_BAND", "0") == 2 + 3
+
+
+def test_fewer_cells_than_parameters_is_singular(spark):
+    """Three cells, four parameters, no separated level: never accepted as an MLE, never batched."""
+    rows = [(9, "60-64", "male", "elective", 20, 5), (9, "70-74", "female", "elective", 20, 5),
+            (9, "60-64", "female", "non-elective", 20, 5)]
+    base = _degenerate_cells(spark).where("DIAG_GROUP = 1").toPandas()
+    cells = spark.createDataFrame(pd.concat([base, base.assign(DIAG_GROUP=8), _cells(rows)]).astype(
+        {"SPELLS": "int64", "DEATHS": "int64", "ADM_MONTH": "int32", "YEAR_INDEX": "int32",
+         "DIAG_GROUP": "int32"}))
+    models = fit_group_models(spark, cells, config=ModelConfig(parallelism=2))
+    d = models.diagnostics.set_index("DIAG_GROUP")
+    assert d.loc[9, "RULE"] == "ridge" and "singular design" in d.loc[9, "DETAIL"], d.loc[9, "DETAIL"]
+    assert pd.isna(d.loc[9, "BATCH"]) and list(d.loc[[1, 8], "BATCH"]) == ["1", "1"]
