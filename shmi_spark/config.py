@@ -56,10 +56,14 @@ class InputConfig:
     ``reference/trusts.csv``; ``hes``, ``deaths`` and ``trusts`` override its
     parts one by one.  ``format`` is ``auto`` (by extension / folder content),
     ``parquet`` or ``csv``; ``delimiter`` is ``auto`` (sniffed from the header
-    line) or a single character.
+    line) or a single character.  ``spells`` is an existing spell table (a
+    previous run's ``spells/``, docs/tables.md): the run starts from it and
+    skips ingest, validation, spells and linkage (the trust reference is still
+    read, from ``trusts`` or ``dir``).
     """
 
     dir: str = ""
+    spells: str = ""
     hes: str = ""
     deaths: str = ""
     trusts: str = ""

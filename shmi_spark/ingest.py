@@ -66,6 +66,15 @@ def resolve_inputs(conf: InputConfig) -> InputPaths:
     )
 
 
+def resolve_trusts(conf: InputConfig) -> str:
+    """The trust reference path: ``input.trusts``, or ``reference/trusts.csv`` under ``input.dir``."""
+    if conf.trusts:
+        return conf.trusts
+    if conf.dir:
+        return f"{conf.dir.rstrip('/')}/reference/trusts.csv"
+    raise InputError("no trusts reference input given: set --input DIR or --trusts")
+
+
 def is_local(path: str) -> bool:
     return not _URI.match(path) or path.startswith("file:")
 

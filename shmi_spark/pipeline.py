@@ -43,7 +43,8 @@ from .errors import InputError
 from .expected import expected_by_trust, expected_by_trust_group, score_spells
 from .indicator import (area_summaries, group_breakdown, outlier_persistence, shmi_panel,
                         trust_indicator)
-from .ingest import is_local, read_deaths, read_episodes, read_trusts, resolve_inputs
+from .ingest import (check_exists, is_local, read_deaths, read_episodes, read_trusts, resolve_inputs,
+                     resolve_trusts)
 from .linkage import linkage_counts
 from .models import fit_group_models
 from .periods import Period, five_year_periods, rolling_period
@@ -195,6 +196,28 @@ def stage_spells(spark: SparkSession, cfg: Config, out: str, log: StageLog, summ
     return spells, trusts, lookup
 
 
+def stage_from_spells(spark: SparkSession, cfg: Config, log: StageLog, summary: dict):
+    """Read an existing spell table (``input.spells``) instead of building one.
+
+    The table must have the columns of docs/tables.md (``SPELL_COLUMNS``);
+    summary.json records where it came from.
+    """
+    t0 = time.perf_counter()
+    path = cfg.input.spells
+    trusts = read_trusts(spark, resolve_trusts(cfg.input))
+    lookup, _ = load_references(cfg)
+    spells = spark.read.parquet(path)
+    missing = [c for c in SPELL_COLUMNS if c not in spells.columns]
+    if missing:
+        raise InputError(f"spells input {path}: not a spell table, missing column(s) {', '.join(missing)}")
+    n = spells.count()
+    summary["inputs"] = {"spells": path, "trusts": resolve_trusts(cfg.input),
+                         "diag_lookup": cfg.reference.diag_lookup, "charlson": cfg.reference.charlson}
+    summary["spells"] = {"spells_included": n, "read_from": path}
+    log.record("spells read", None, n, t0)
+    return spells, trusts, lookup
+
+
 def stage_period(spark: SparkSession, cfg: Config, spells: DataFrame, period: Period, out: str,
                  lookup, log: StageLog) -> dict:
     """Fit the period's models on its window, score its spells; return its small tables."""
@@ -241,10 +264,22 @@ def run_pipeline(spark: SparkSession, cfg: Config, *, stage: str = "all", quiet:
         "python": platform.python_version(), "started_utc": dt.datetime.now(dt.timezone.utc).isoformat(),
         "command": " ".join(sys.argv), "config": cfg.to_dict(),
     }
-    resolve_inputs(cfg.input)  # fail on a missing input before anything is cleared
+    # fail on a missing input before anything is cleared
+    if cfg.input.spells:
+        check_exists(cfg.input.spells, "spells")
+        check_exists(resolve_trusts(cfg.input), "trusts reference")
+        if is_local(out) and is_local(cfg.input.spells) and Path(out).resolve() in [
+                Path(cfg.input.spells).resolve(), *Path(cfg.input.spells).resolve().parents]:
+            raise InputError(f"--spells {cfg.input.spells} is inside the output folder {out}, "
+                             "which the run clears: copy it elsewhere or write to another folder")
+    else:
+        resolve_inputs(cfg.input)
     if cfg.output.overwrite:
         _clear(out)
-    spells, trusts, lookup = stage_spells(spark, cfg, out, log, summary)
+    if cfg.input.spells:
+        spells, trusts, lookup = stage_from_spells(spark, cfg, log, summary)
+    else:
+        spells, trusts, lookup = stage_spells(spark, cfg, out, log, summary)
     if stage == "all":
         run_indicator(spark, cfg, spells, trusts, lookup, out, log, summary)
     _clear(f"{out}/_work")

@@ -161,3 +161,32 @@ def test_covariate_margins_match_the_generators_truth(run_all, world):
     truth = truth[truth["SPELLS"] > 0].sort_values(keys).reset_index(drop=True)
     pd.testing.assert_frame_equal(got.astype({"SPELLS": "int64", "DEATHS": "int64"}),
                                   truth.astype({"SPELLS": "int64", "DEATHS": "int64"}), check_dtype=False)
+
+
+def test_run_from_an_existing_spell_table(spark, run_all, world, tmp_path):
+    """--spells: the models and indicator from a previous run's spells/ give the same SHMI."""
+    from shmi_spark.pipeline import run_pipeline
+
+    out, _ = run_all
+    cfg = load_config(TEST_PROFILE, settings={
+        "input": {"spells": str(out / "spells"), "trusts": str(world / "reference" / "trusts.csv")},
+        "output": {"dir": str(tmp_path / "again")},
+        "method": {"period_months": 60, "modelling_window_months": 60}})
+    summary = run_pipeline(spark, cfg, quiet=True)
+    assert summary["inputs"]["spells"] == str(out / "spells") and "validate" not in summary
+    first = pd.read_csv(out / "shmi_trust.csv")
+    again = pd.read_csv(tmp_path / "again" / "shmi_trust.csv")
+    pd.testing.assert_frame_equal(first, again)
+
+
+def test_spells_input_inside_the_output_folder_is_refused(spark, run_all, world):
+    from shmi_spark.errors import InputError
+    from shmi_spark.pipeline import run_pipeline
+
+    out, _ = run_all
+    cfg = load_config(TEST_PROFILE, settings={
+        "input": {"spells": str(out / "spells"), "trusts": str(world / "reference" / "trusts.csv")},
+        "output": {"dir": str(out)}})
+    with pytest.raises(InputError, match="inside the output folder"):
+        run_pipeline(spark, cfg, quiet=True)
+    assert (out / "spells").is_dir()

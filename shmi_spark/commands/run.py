@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hes", metavar="PATH", help="HES episodes (parquet or delimited text)")
     parser.add_argument("--deaths", metavar="PATH", help="ONS deaths (parquet or delimited text)")
     parser.add_argument("--trusts", metavar="FILE.csv", help="trust reference (PROCODE3, NAME, TYPE, REGION)")
+    parser.add_argument("--spells", metavar="DIR",
+                        help="start from an existing spell table (a previous run's spells/): "
+                             "skips ingest, validation, spells and linkage")
     parser.add_argument("--out", metavar="DIR", help="output folder for this run")
     when = parser.add_mutually_exclusive_group()
     when.add_argument("--period-end", metavar="YYYY-MM", help="last month of the 12-month reporting period")
@@ -47,7 +50,7 @@ def settings_from_args(args) -> dict:
     """Command-line flags as a nested settings dict (paths relative to the current folder)."""
     s: dict = {}
     for flag, (section, key) in {"input": ("input", "dir"), "hes": ("input", "hes"),
-                                 "deaths": ("input", "deaths"), "trusts": ("input", "trusts"),
+                                 "deaths": ("input", "deaths"), "trusts": ("input", "trusts"), "spells": ("input", "spells"),
                                  "out": ("output", "dir"), "period_end": ("method", "period_end")}.items():
         value = getattr(args, flag)
         if value:
@@ -61,7 +64,7 @@ def settings_from_args(args) -> dict:
 
 def ensure_default_world(cfg) -> "Config":  # noqa: F821
     """With no input configured, generate (once) and use the embedded default world."""
-    if cfg.input.dir or cfg.input.hes:
+    if cfg.input.dir or cfg.input.hes or cfg.input.spells:
         return cfg
     world = Path(cfg.output.dir).resolve().parent / "default_world"
     if not (world / "truth" / "summary.json").is_file():
