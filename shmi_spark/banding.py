@@ -35,7 +35,10 @@ OUTPUT_COLUMNS = (["SHMI", "Z", "KEPT_IN_TRIM"] + LIMIT_COLUMNS
 
 def _rounded(values, decimals: int | None) -> np.ndarray:
     arr = np.asarray(values, dtype=float)
-    return arr if decimals is None else np.round(arr, decimals)
+    if decimals is None:
+        return arr
+    with np.errstate(over="ignore", invalid="ignore"):  # a limit near the float maximum stays huge
+        return np.round(arr, decimals)
 
 
 def band(shmi, lower95, upper95, *, decimals: int | None = OUTPUT_DECIMALS) -> np.ndarray:

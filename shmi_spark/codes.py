@@ -51,14 +51,16 @@ def is_valid_icd10(col: Column) -> Column:
 def parse_date(col: Column) -> Column:
     """Parse a HES date string to a date; null when blank, a HES null date, or invalid.
 
-    Accepts ``YYYY-MM-DD`` (and a date-typed column, via its string form).
-    ``try_to_date`` returns null for impossible dates such as 2007-02-30
-    instead of failing under ANSI mode.
+    Accepts ``YYYY-MM-DD`` only (and a date-typed column, via its string form):
+    a 10-character value with dashes in places 5 and 8, cast by ``try_cast``
+    (Spark's own date parser, much faster than a pattern), which is null for
+    impossible dates such as 2007-02-30 instead of failing under ANSI mode.
     """
     text = blank_to_null(col)
-    return F.when(text.isin(*HES_NULL_DATES), F.lit(None).cast("date")).otherwise(
-        F.try_to_date(text, "yyyy-MM-dd")
-    )
+    shaped = ((F.length(text) == 10) & (F.substring(text, 5, 1) == F.lit("-"))
+              & (F.substring(text, 8, 1) == F.lit("-")))
+    return F.when(text.isin(*HES_NULL_DATES) | ~shaped, F.lit(None).cast("date")).otherwise(
+        text.try_cast("date"))
 
 
 def date_is_invalid(col: Column) -> Column:

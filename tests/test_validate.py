@@ -140,3 +140,18 @@ def test_broadcast_duplicate_keys_give_the_same_split(spark):
     reasons = sorted((r["RAW_EPIKEY"], r["REASON"]) for r in broadcast.collect() if r["REASON"])
     assert reasons == [(" ", "MISSING_VALUE"), ("d", "INVALID_CODE"), ("e", "DUPLICATE_EPIKEY"),
                        ("e", "INVALID_DATE")]
+
+
+def test_parse_date_accepts_only_full_iso_dates(spark):
+    from pyspark.sql import functions as F
+
+    from shmi_spark.codes import date_is_invalid, parse_date
+
+    values = ["2008-02-29", " 2007-02-03 ", "2007-02-30", "2007-2-3", "2007-02", "2007-02-03T",
+              "+2007-2-03", "31/12/2007", "20070203", "1800-01-01", "1801-01-01", "", None]
+    df = spark.createDataFrame([(v,) for v in values], "V string")
+    got = [(r["D"], r["BAD"]) for r in df.select(parse_date(F.col("V")).alias("D"),
+                                                  date_is_invalid(F.col("V")).alias("BAD")).collect()]
+    import datetime as dt
+    assert got == [(dt.date(2008, 2, 29), False), (dt.date(2007, 2, 3), False)] + [(None, True)] * 7 \
+        + [(None, False)] * 4
