@@ -68,10 +68,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from .cells import COVARIATES, UNKNOWN_LEVEL, level_expr
+from .cells import COVARIATES, level_expr
 from .config import ModelConfig
 from .model_batches import (Batch, batch_design, fit_batch, group_estimates, kept_level_spells, make_batch,
                             pack_batches)
@@ -549,7 +549,7 @@ def fit_group_models(spark: SparkSession, cells: DataFrame, *, config: ModelConf
         by_group = {d.group: d for d in designs} | {d.group: d for d in fitted}
         # a rank-deficient group would make its whole batch singular: it is fitted alone
         batchable = [d for d in fitted if d.features and not d.rank_deficient]
-        batches, _alone = (pack_batches(batchable, config.batch_parameters)
+        batches, _ = (pack_batches(batchable, config.batch_parameters)
                           if config.batch_parameters > 1 else ([], batchable))
         in_batch = {g for b in batches for g in b.groups}
         singles = [d for d in by_group.values() if d.group not in in_batch]
