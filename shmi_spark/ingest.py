@@ -62,7 +62,7 @@ def resolve_inputs(conf: InputConfig) -> InputPaths:
     return InputPaths(
         hes=pick(conf.hes, "hes_apc", "hes episodes"),
         deaths=pick(conf.deaths, "ons_deaths", "deaths"),
-        trusts=pick(conf.trusts, "reference/trusts.csv", "trusts reference"),
+        trusts=resolve_trusts(conf),
     )
 
 

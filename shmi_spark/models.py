@@ -73,8 +73,8 @@ from pyspark.sql import functions as F
 
 from .cells import COVARIATES, level_expr
 from .config import ModelConfig
-from .model_batches import (Batch, batch_design, fit_batch, group_estimates, kept_level_spells, make_batch,
-                            pack_batches)
+from .model_batches import (Batch, batch_design, fit_batch, group_estimates, kept_cells, kept_level_spells,
+                            make_batch, pack_batches)
 
 log = logging.getLogger(__name__)
 
@@ -286,10 +286,7 @@ def _without_fixed(d: _Design) -> _Design:
 
 def _fit_cells(cached: DataFrame, d: _Design) -> DataFrame:
     """The group's cells that enter its fit: none with a separated (fixed) level."""
-    keep = F.col("DIAG_GROUP") == F.lit(d.group)
-    for (term, lv) in sorted(d.fixed):
-        keep = keep & (level_expr(term) != F.lit(lv))
-    return cached.where(keep)
+    return kept_cells(cached.sparkSession, cached, [d])
 
 
 def _drop_emptied(spark: SparkSession, cached: DataFrame, designs: list[_Design]) -> list[_Design]:

@@ -203,15 +203,15 @@ def stage_from_spells(spark: SparkSession, cfg: Config, log: StageLog, summary: 
     summary.json records where it came from.
     """
     t0 = time.perf_counter()
-    path = cfg.input.spells
-    trusts = read_trusts(spark, resolve_trusts(cfg.input))
+    path, trusts_path = cfg.input.spells, resolve_trusts(cfg.input)
+    trusts = read_trusts(spark, trusts_path)
     lookup, _ = load_references(cfg)
     spells = spark.read.parquet(path)
     missing = [c for c in SPELL_COLUMNS if c not in spells.columns]
     if missing:
         raise InputError(f"spells input {path}: not a spell table, missing column(s) {', '.join(missing)}")
     n = spells.count()
-    summary["inputs"] = {"spells": path, "trusts": resolve_trusts(cfg.input),
+    summary["inputs"] = {"spells": path, "trusts": trusts_path,
                          "diag_lookup": cfg.reference.diag_lookup, "charlson": cfg.reference.charlson}
     summary["spells"] = {"spells_included": n, "read_from": path}
     log.record("spells read", None, n, t0)
