@@ -19,6 +19,7 @@ URI scheme (``hdfs:``, ``s3a:``, ``file:``) are left as they are.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -120,6 +121,9 @@ class MethodConfig:
     five_year: bool = False
     five_year_first: int = 2005
     five_year_count: int = 5
+    # §6: a trust expected to have fewer deaths than this (after rescaling) is
+    # reported but not banded, and takes no part in the over-dispersion estimate.
+    min_expected_deaths: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -155,11 +159,47 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class QualityConfig:
+    """The data-quality gate (METHOD.md §1–§2): when the input is too damaged to trust.
+
+    A run fails (exit code 2) when any reject reason takes more than
+    ``max_reject_share`` of an input's rows, when invalid codes in any field
+    exceed ``max_invalid_share`` of the accepted episodes, when a file loses
+    every row, or when a financial year of episodes or deaths inside the data
+    has fewer than ``min_year_share`` of the median year's rows.  A month has
+    a normal volume of discharges when it has at least ``min_month_share`` of
+    the usual month's (periods follow the data, not a stray record).  Dates
+    outside ``earliest_date``..``latest_date`` (empty: the run date) are
+    implausible.  ``skip_bad_files`` skips (and lists) files that fail the
+    input contract instead of stopping the run.
+    """
+
+    max_reject_share: float = 0.005
+    max_invalid_share: float = 0.005
+    min_year_share: float = 0.5
+    min_month_share: float = 0.5
+    earliest_date: str = "1900-01-01"
+    latest_date: str = ""
+    skip_bad_files: bool = False
+
+
+@dataclass(frozen=True)
 class OutputConfig:
-    """Where a run writes, and disclosure control (METHOD.md §9)."""
+    """Where a run writes, and disclosure control (METHOD.md §9).
+
+    A run writes into a staging folder beside ``dir`` and moves it into place
+    only when every file is written and checked; ``overwrite`` false refuses an
+    existing non-empty ``dir``.  A lock beside ``dir`` keeps concurrent runs
+    apart; a lock whose holder is gone (or, on another host, silent for
+    ``lock_stale_seconds``) is taken over with a warning.  The run's log goes
+    to ``log_dir`` (empty: ``<dir>.logs/`` beside a local ``dir``, ``logs/``
+    in the current folder otherwise).
+    """
 
     dir: str = "out/run"
     overwrite: bool = True
+    lock_stale_seconds: int = 600
+    log_dir: str = ""
     publication: bool = False
     suppress_min: int = 1
     suppress_max: int = 7
@@ -176,6 +216,7 @@ class Config:
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     profile: str = ""
 
@@ -192,7 +233,7 @@ _SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "pr
 _PATH_KEYS = {
     ("input", "dir"), ("input", "hes"), ("input", "deaths"), ("input", "trusts"),
     ("reference", "diag_lookup"), ("reference", "diag_labels"), ("reference", "charlson"),
-    ("output", "dir"), ("spark", "local_dir"),
+    ("output", "dir"), ("output", "log_dir"), ("spark", "local_dir"),
 }
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 
@@ -295,6 +336,17 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
     return cfg
 
 
+_LOG_LEVELS = {"ALL", "DEBUG", "ERROR", "FATAL", "INFO", "OFF", "TRACE", "WARN"}
+
+
+def _is_date(text: str) -> bool:
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) is not None
+
+
 def validate_config(cfg: Config) -> None:
     """Check values that have a closed set or a range."""
     checks = [
@@ -319,8 +371,26 @@ def validate_config(cfg: Config) -> None:
         (cfg.model.max_abs_coef > 0, "model.max_abs_coef", "> 0"),
         (cfg.model.ridge_penalty >= 0, "model.ridge_penalty", ">= 0"),
         (cfg.output.round_to >= 1, "output.round_to", ">= 1"),
+        (cfg.output.lock_stale_seconds >= 10, "output.lock_stale_seconds", ">= 10"),
+        (cfg.method.min_expected_deaths >= 0, "method.min_expected_deaths", ">= 0"),
+        (0 <= cfg.quality.max_reject_share <= 1, "quality.max_reject_share", "in [0, 1]"),
+        (0 <= cfg.quality.max_invalid_share <= 1, "quality.max_invalid_share", "in [0, 1]"),
+        (0 <= cfg.quality.min_year_share <= 1, "quality.min_year_share", "in [0, 1]"),
+        (0 < cfg.quality.min_month_share <= 1, "quality.min_month_share", "in (0, 1]"),
+        (_is_date(cfg.quality.earliest_date), "quality.earliest_date", "a date YYYY-MM-DD"),
+        (cfg.quality.latest_date == "" or _is_date(cfg.quality.latest_date), "quality.latest_date",
+         "empty (the run date) or a date YYYY-MM-DD"),
         (cfg.spark.shuffle_partitions >= 1, "spark.shuffle_partitions", ">= 1"),
+        (re.fullmatch(r"[1-9][0-9]*[kKmMgGtT]?", cfg.spark.driver_memory) is not None,
+         "spark.driver_memory", "a size such as 8g or 4096m"),
+        (cfg.spark.log_level.upper() in _LOG_LEVELS, "spark.log_level", " or ".join(sorted(_LOG_LEVELS))),
+        (re.fullmatch(r"local(\[([1-9][0-9]*|\*)(,[1-9][0-9]*)?\])?|(spark|k8s|mesos)://.+|yarn",
+                      cfg.spark.master) is not None, "spark.master",
+         "local, local[N], local[*], spark://HOST:PORT, yarn or k8s://URL"),
+        (cfg.spark.app_name.strip() != "", "spark.app_name", "not empty"),
     ]
     for ok, key, want in checks:
         if not ok:
-            raise ConfigError(f"setting '{key}' must be {want}")
+            section, name = key.split(".")
+            got = getattr(getattr(cfg, section), name)
+            raise ConfigError(f"setting '{key}' must be {want}, got {got!r}")

@@ -10,6 +10,16 @@ All functions take array-likes of equal length, one element per trust of one
 period, and return numpy arrays.  Inputs must be finite with ``O >= 0`` and
 ``E > 0``; cleaning bad rows is the caller's job (see :mod:`shmi_spark.banding`).
 
+Which trusts take part: :func:`funnel_limits` ranks, trims and estimates ``φ``
+and ``τ²`` over the trusts marked ``ranked`` (default: all).  The caller leaves
+out trusts too small to band (:mod:`shmi_spark.banding` leaves out those with
+fewer than ``min_expected`` expected deaths); their SHMI, ``z`` and limits are
+still computed, since the limits depend only on ``E`` and ``τ²``.
+
+Non-finite results: for a tiny ``E`` the 99.8% upper limits can overflow to
+``inf`` (and the lower over-dispersed limit underflow to 0); these functions
+return such values as they are, and the output tables write them empty.
+
 Zero observed deaths (``O = 0``): ``ln 0`` makes ``z = -inf``.  Such a trust is
 kept in the ranking, where it sorts lowest (tied zero-death trusts share an
 average rank), so the trim drops it whenever its rank falls in the bottom tenth,
@@ -17,7 +27,8 @@ which for one such trust is whenever ``N >= 10``.  If it nevertheless survives
 the trim (many zero-death trusts, or a small ``N``) it is still left out of
 ``φ`` and ``τ²``: ``kept`` is "inside the trim **and** z finite", so ``φ`` is
 always finite.  Its own limits depend only on ``E`` and ``τ²`` and are computed
-as for every other trust.
+as for every other trust.  Here its ``z`` is returned as ``-inf``; the output
+tables (:mod:`shmi_spark.banding`) write it empty, since ``z`` is undefined.
 """
 
 from __future__ import annotations
@@ -57,7 +68,7 @@ def z_scores(observed, expected) -> np.ndarray:
     o = _as_float(observed, "observed")
     e = _as_float(expected, "expected")
     _check_inputs(o, e)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):  # O/E overflows only for a subnormal E
         return np.sqrt(e) * np.log(o / e)
 
 
@@ -147,8 +158,8 @@ def od_limits(expected, tau2: float, z_alpha: float) -> tuple[np.ndarray, np.nda
     Returns ``(lower, upper)``.
     """
     e = _as_float(expected, "expected")
-    half_width = z_alpha * np.sqrt(1.0 / e + tau2)
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", divide="ignore"):   # 1/E overflows for a subnormal E
+        half_width = z_alpha * np.sqrt(1.0 / e + tau2)
         return np.exp(-half_width), np.exp(half_width)
 
 
@@ -168,17 +179,24 @@ def poisson_limits(expected, level: float = 0.998) -> tuple[np.ndarray, np.ndarr
         raise ValueError(f"level must be between 0 and 1, not {level}")
     e = _as_float(expected, "expected")
     a = (1.0 - level) / 2.0
-    lower = chi2_ppf(a, 2.0 * e) / (2.0 * e)
-    upper = chi2_ppf(1.0 - a, 2.0 * (e + 1.0)) / (2.0 * e)
+    with np.errstate(over="ignore"):                     # upper / (2E) overflows for a tiny E
+        lower = chi2_ppf(a, 2.0 * e) / (2.0 * e)
+        upper = chi2_ppf(1.0 - a, 2.0 * (e + 1.0)) / (2.0 * e)
     return lower, upper
 
 
 @dataclass(frozen=True)
 class FunnelResult:
-    """Per-trust arrays (in input order) and the period's dispersion scalars."""
+    """Per-trust arrays (in input order) and the period's dispersion scalars.
+
+    ``ranked`` marks the trusts that took part in the ranking and trim, ``kept``
+    those of them used for ``φ`` and ``τ²``; ``n`` counts all trusts and
+    ``n_ranked`` the ranked ones.
+    """
 
     shmi: np.ndarray
     z: np.ndarray
+    ranked: np.ndarray
     kept: np.ndarray
     od95_ll: np.ndarray
     od95_ul: np.ndarray
@@ -190,25 +208,37 @@ class FunnelResult:
     tau2: float
     n_kept: int
     n: int
+    n_ranked: int
 
 
-def funnel_limits(observed, expected, trim_fraction: float = DEFAULT_TRIM) -> FunnelResult:
-    """All of METHOD.md §6 steps 1–6 for the ``N`` trusts of one period.
+def funnel_limits(observed, expected, trim_fraction: float = DEFAULT_TRIM, *,
+                  ranked=None) -> FunnelResult:
+    """All of METHOD.md §6 steps 1–6 for the trusts of one period.
 
-    ``kept`` marks the trusts used for ``φ`` and ``τ²``: inside the trim and
+    ``ranked`` (a boolean mask, default all trusts): the ``N`` trusts that are
+    ranked and trimmed (step 2) and so may enter ``φ`` and ``τ²`` (steps 3–4);
+    the others get SHMI, ``z`` and limits (steps 1, 5, 6) only.  ``kept``
+    marks the trusts used for ``φ`` and ``τ²``: ranked, inside the trim and
     with a finite ``z`` (a zero-death trust is never used; module docstring).
     """
     o = _as_float(observed, "observed")
     e = _as_float(expected, "expected")
     z = z_scores(o, e)
-    kept = trim_mask(z, trim_fraction) & np.isfinite(z)
+    in_ranking = (np.ones(len(z), dtype=bool) if ranked is None
+                  else np.asarray(ranked, dtype=bool))
+    if in_ranking.shape != z.shape:
+        raise ValueError("ranked must have one element per trust")
+    kept = np.zeros(len(z), dtype=bool)
+    kept[in_ranking] = trim_mask(z[in_ranking], trim_fraction) & np.isfinite(z[in_ranking])
     phi = overdispersion(z, kept)
     tau2 = between_trust_variance(phi, e, kept)
     od95_ll, od95_ul = od_limits(e, tau2, Z_95)
     od998_ll, od998_ul = od_limits(e, tau2, Z_998)
     po998_ll, po998_ul = poisson_limits(e, 0.998)
+    with np.errstate(over="ignore"):
+        shmi = o / e
     return FunnelResult(
-        shmi=o / e, z=z, kept=kept,
+        shmi=shmi, z=z, ranked=in_ranking, kept=kept,
         od95_ll=od95_ll, od95_ul=od95_ul, od998_ll=od998_ll, od998_ul=od998_ul,
         po998_ll=po998_ll, po998_ul=po998_ul,
-        phi=phi, tau2=tau2, n_kept=int(kept.sum()), n=len(o))
+        phi=phi, tau2=tau2, n_kept=int(kept.sum()), n=len(o), n_ranked=int(in_ranking.sum()))

@@ -4,6 +4,25 @@ Works on the small trust-level table (one row per trust) collected from
 :func:`shmi_spark.expected.expected_by_trust`; the statistics are those of
 :mod:`shmi_spark.funnel` via :func:`shmi_spark.banding.band_table`, the same
 code that ``shmi band`` runs.
+
+Small trusts and zero deaths (the rule of :mod:`shmi_spark.banding`, with
+``min_expected`` from the config key ``method.min_expected_deaths``, default 1):
+
+* a trust whose expected deaths after the rescaling are below ``min_expected``
+  is reported (``OBSERVED``, ``EXPECTED``, ``SHMI = O/E`` and its limits) but
+  not banded: ``BANDING`` and ``OUTLIER_998`` are empty and ``BANDING_LABEL``
+  reads "Not banded: fewer than 1 expected death"; it takes no part in the
+  trim ranking, ``φ`` or ``τ²``;
+* a trust with no deaths and at least ``min_expected`` expected deaths is
+  banded by comparing ``SHMI = 0`` with its limits; its ``Z`` (``ln 0``) is
+  empty;
+* no output value is ever ``±inf``: a value that is not finite (``Z`` of a
+  zero-death trust, the 99.8% upper limit of a tiny ``E``, a ratio over
+  ``E = 0``) is written empty (``NaN``: an empty CSV cell, a parquet null).
+
+The diagnosis-group breakdown applies the same rule to each trust × group
+cell: a cell with fewer than ``min_expected`` expected deaths is not banded,
+and a group is banded only when at least ``min_trusts`` cells can be.
 """
 
 from __future__ import annotations
@@ -11,8 +30,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .banding import band_table
-from .errors import InputError
+from .banding import DEFAULT_MIN_EXPECTED, TooFewTrustsError, band_table, printed
 from .expected import rescale_factor
 from .periods import Period
 
@@ -24,12 +42,16 @@ TRUST_COLUMNS = (
 
 
 def trust_indicator(by_trust: pd.DataFrame, trusts: pd.DataFrame, period: Period, *,
-                    rescale: bool, trim_fraction: float) -> tuple[pd.DataFrame, dict]:
+                    rescale: bool, trim_fraction: float,
+                    min_expected: float = DEFAULT_MIN_EXPECTED) -> tuple[pd.DataFrame, dict]:
     """One row per trust of the period with SHMI, limits and banding, and a summary.
 
     ``by_trust``: ``PROCODE3, SPELLS, OBSERVED, EXPECTED`` (unscaled).  When
     ``rescale`` (**[choice]**, METHOD.md §6), expected deaths are multiplied by
     ``ΣO/ΣE`` so that the national SHMI is 1; the factor is in the summary.
+    A trust with fewer than ``min_expected`` expected deaths (after the
+    rescaling) is not banded (module docstring); the summary counts such
+    trusts in ``n_not_banded_small``.
     """
     factor = rescale_factor(by_trust["OBSERVED"].sum(), by_trust["EXPECTED"].sum()) if rescale else 1.0
     names = trusts.set_index("PROCODE3")["NAME"]
@@ -39,7 +61,8 @@ def trust_indicator(by_trust: pd.DataFrame, trusts: pd.DataFrame, period: Period
         "OBSERVED": by_trust["OBSERVED"].astype("int64").to_numpy(),
         "EXPECTED": (by_trust["EXPECTED"].astype(float) * factor).to_numpy(),
     }).sort_values("PROVIDER_CODE", kind="mergesort").reset_index(drop=True)
-    banded, stats = band_table(df, "PROVIDER_CODE", "OBSERVED", "EXPECTED", trim_fraction=trim_fraction)
+    banded, stats = band_table(df, "PROVIDER_CODE", "OBSERVED", "EXPECTED", trim_fraction=trim_fraction,
+                               min_expected=min_expected)
     banded["PROVIDER_NAME"] = banded["PROVIDER_CODE"].map(names).fillna("")
     banded["PERIOD"] = period.label
     banded["PERIOD_START"] = period.start.isoformat()
@@ -50,29 +73,35 @@ def trust_indicator(by_trust: pd.DataFrame, trusts: pd.DataFrame, period: Period
 
 
 def group_breakdown(by_trust_group: pd.DataFrame, period: Period, *, factor: float,
-                    trim_fraction: float, min_trusts: int = 10) -> pd.DataFrame:
+                    trim_fraction: float, min_trusts: int = 10,
+                    min_expected: float = DEFAULT_MIN_EXPECTED) -> pd.DataFrame:
     """Per trust × diagnosis group: spells, O, E (rescaled), O/E, and banding where big enough.
 
-    A group is banded when at least ``min_trusts`` trusts have expected deaths
-    above zero in it; otherwise its banding is left empty.
+    A trust × group cell is banded when its expected deaths are at least
+    ``min_expected`` and its group has at least ``min_trusts`` such cells (with
+    enough deaths among them to estimate ``φ`` and ``τ²``); otherwise its
+    ``BANDING`` is empty.  Cells below ``min_expected`` take no part in the
+    group's trim, ``φ`` or ``τ²``.  ``RATIO`` is O/E, empty when ``E = 0``.
     """
     out = by_trust_group.rename(columns={"PROCODE3": "PROVIDER_CODE"}).copy()
     out["EXPECTED"] = out["EXPECTED"].astype(float) * factor
-    out["RATIO"] = np.where(out["EXPECTED"] > 0, out["OBSERVED"] / out["EXPECTED"].where(out["EXPECTED"] > 0), np.nan)
+    with np.errstate(over="ignore"):              # O / a subnormal E: inf, written empty below
+        out["RATIO"] = out["OBSERVED"].astype(float) / out["EXPECTED"].where(out["EXPECTED"] > 0)
     out["BANDING"] = pd.array([pd.NA] * len(out), dtype="Int64")
     for group, rows in out.groupby("DIAG_GROUP", sort=True):
         usable = rows[rows["EXPECTED"] > 0]
-        if len(usable) < min_trusts:
+        if (usable["EXPECTED"] >= min_expected).sum() < min_trusts:
             continue
         try:
             banded, _ = band_table(usable[["PROVIDER_CODE", "OBSERVED", "EXPECTED"]].reset_index(drop=True),
-                                   "PROVIDER_CODE", "OBSERVED", "EXPECTED", trim_fraction=trim_fraction)
-        except InputError:
+                                   "PROVIDER_CODE", "OBSERVED", "EXPECTED", trim_fraction=trim_fraction,
+                                   min_expected=min_expected, min_trusts=min_trusts)
+        except TooFewTrustsError:       # e.g. too few cells with deaths to estimate φ
             continue
         out.loc[usable.index, "BANDING"] = banded["BANDING"].to_numpy()
     out["PERIOD"] = period.label
     out["EXPECTED"] = out["EXPECTED"].round(4)
-    out["RATIO"] = out["RATIO"].round(4)
+    out["RATIO"] = printed(out["RATIO"])
     return out[["PROVIDER_CODE", "PERIOD", "DIAG_GROUP", "SPELLS", "OBSERVED", "EXPECTED", "RATIO", "BANDING"]]
 
 
@@ -93,7 +122,9 @@ def area_summaries(trust_rows: pd.DataFrame, trusts: pd.DataFrame) -> pd.DataFra
         agg["AREA"] = agg[key].fillna("unknown") if key else "England"
         parts.append(agg.drop(columns=[key]) if key else agg)
     out = pd.concat(parts, ignore_index=True)
-    out["RATIO"] = (out["OBSERVED"] / out["EXPECTED"]).round(4)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        ratio = out["OBSERVED"].astype(float) / out["EXPECTED"].astype(float)
+    out["RATIO"] = printed(ratio)
     out["EXPECTED"] = out["EXPECTED"].round(4)
     return out[["LEVEL", "AREA", "PERIOD", "TRUSTS", "SPELLS", "OBSERVED", "EXPECTED", "RATIO", "HIGHER", "LOWER"]]
 

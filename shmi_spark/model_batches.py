@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 from pyspark import StorageLevel
+from pyspark.ml.feature import OneHotEncoder, VectorAssembler
+from pyspark.ml.regression import GeneralizedLinearRegression
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -200,9 +202,6 @@ class BatchFit:
 
 def fit_batch(design: DataFrame, batch: Batch, *, max_iter: int, tol: float) -> BatchFit:
     """Fit one batch (unpenalised IRLS, no global intercept) on its cells, in one partition."""
-    from pyspark.ml.feature import OneHotEncoder, VectorAssembler
-    from pyspark.ml.regression import GeneralizedLinearRegression
-
     t0 = time.perf_counter()
     terms = [t for t in COVARIATES if batch.term_sizes.get(t)]
     # the group column has one extra, dropped category so that every group keeps its intercept

@@ -68,6 +68,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from pyspark import StorageLevel
+# imported here, never inside the fitting threads: a first import of pyspark.ml from
+# several threads at once races on its partially initialised modules
+from pyspark.ml.feature import VectorAssembler
+from pyspark.ml.regression import GeneralizedLinearRegression
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -238,8 +242,6 @@ def _coef_rows(d: _Design, intercept: float, intercept_se, betas, ses) -> list[d
 
 def _group_data(cached: DataFrame, d: _Design) -> DataFrame:
     """One group's cells as (features, label = DEATHS/SPELLS, weight = SPELLS), one partition."""
-    from pyspark.ml.feature import VectorAssembler
-
     names = [f"x{i}" for i in range(len(d.features))]
     indicators = [F.when(level_expr(t) == F.lit(lv), F.lit(1.0)).otherwise(F.lit(0.0)).alias(n)
                   for (t, lv), n in zip(d.features, names)]
@@ -253,8 +255,6 @@ def _group_data(cached: DataFrame, d: _Design) -> DataFrame:
 
 def _glr_fit(data: DataFrame, d: _Design, config: ModelConfig, reg_param: float):
     """Fit one group's weighted cells with Spark's IRLS; returns (intercept, betas, ses|None, iterations)."""
-    from pyspark.ml.regression import GeneralizedLinearRegression
-
     glr = GeneralizedLinearRegression(family="binomial", link="logit", solver="irls",
                                       labelCol="label", weightCol="weight", featuresCol="features",
                                       fitIntercept=True, maxIter=config.max_iter, tol=config.tol,
@@ -555,11 +555,18 @@ def fit_group_models(spark: SparkSession, cells: DataFrame, *, config: ModelConf
         design = (batch_design(spark, cached, batches, by_group).orderBy("BATCH")
                   .persist(StorageLevel.MEMORY_AND_DISK)) if batches else None
         try:
-            with ThreadPoolExecutor(max_workers=max(1, config.parallelism),
-                                    thread_name_prefix="shmi-model") as pool:
+            pool = ThreadPoolExecutor(max_workers=max(1, config.parallelism), thread_name_prefix="shmi-model")
+            finished = False
+            try:
                 jobs = [pool.submit(_fit_batch, spark, cached, design, b, by_group, config) for b in batches]
                 jobs += [pool.submit(lambda d: [_fit_one(spark, cached, d, config)], d) for d in singles]
                 results = [r for job in jobs for r in job.result()]
+                finished = True
+            finally:
+                # on Ctrl-C or a failed fit: start no further fit and stop the running ones
+                pool.shutdown(wait=finished, cancel_futures=not finished)
+                if not finished:
+                    spark.sparkContext.cancelAllJobs()
         finally:
             if design is not None:
                 design.unpersist()

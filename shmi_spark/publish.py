@@ -24,18 +24,33 @@ FORBIDDEN_COLUMNS = ("HESID", "EPIKEY", "SPELL_ID", "PROVSPNOPS")
 
 
 def _local(path: str) -> Path:
-    return Path(path[5:] if path.startswith("file:") else path)
+    return Path(path[7:] if path.startswith("file://") else path[5:] if path.startswith("file:") else path)
+
+
+class OutputCheckError(RuntimeError):
+    """A table about to be published breaks a rule of every output: an internal failure."""
 
 
 def _check_no_identifiers(df: pd.DataFrame, name: str) -> None:
     leaked = [c for c in df.columns if c.upper() in FORBIDDEN_COLUMNS]
     if leaked:
-        raise ValueError(f"refusing to write {name}: patient-level column(s) {leaked}")
+        raise OutputCheckError(f"refusing to write {name}: patient-level column(s) {leaked}")
+
+
+def _check_finite(df: pd.DataFrame, name: str) -> None:
+    """No ±inf in any output (a missing value is written empty, never as a number)."""
+    for col in df.columns:
+        values = pd.to_numeric(df[col], errors="coerce") if df[col].dtype == object else df[col]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            arr = np.asarray(values, dtype="float64")
+            if np.isinf(arr).any():
+                raise OutputCheckError(f"refusing to write {name}: column {col} has a non-finite value")
 
 
 def write_table(spark, df: pd.DataFrame, out_dir: str, name: str, *, formats=("csv", "parquet")) -> None:
-    """Write ``df`` as ``out_dir/name.csv`` and ``.parquet``."""
+    """Write ``df`` as ``out_dir/name.csv`` and ``.parquet`` (refused: a patient identifier, a ±inf)."""
     _check_no_identifiers(df, name)
+    _check_finite(df, name)
     if is_local(out_dir):
         folder = _local(out_dir)
         folder.mkdir(parents=True, exist_ok=True)
@@ -46,9 +61,9 @@ def write_table(spark, df: pd.DataFrame, out_dir: str, name: str, *, formats=("c
         return
     sdf = spark.createDataFrame(df)
     if "csv" in formats:
-        sdf.coalesce(1).write.mode("overwrite").option("header", "true").csv(f"{out_dir}/{name}.csv")
+        sdf.coalesce(1).write.option("header", "true").csv(f"{out_dir}/{name}.csv")
     if "parquet" in formats:
-        sdf.coalesce(1).write.mode("overwrite").parquet(f"{out_dir}/{name}.parquet")
+        sdf.coalesce(1).write.parquet(f"{out_dir}/{name}.parquet")
 
 
 def write_json(spark, obj: dict, out_dir: str, name: str) -> None:

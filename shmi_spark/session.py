@@ -14,8 +14,10 @@ import sys
 
 from .config import PROJECT_ROOT, SparkConfig
 
-#: Spark's JVM logging in local mode: errors only (conf/log4j2.properties).
+#: Spark's JVM logging in local mode: errors only, on the console (conf/log4j2.properties),
+#: or everything from WARN up into the run's log file (conf/log4j2-file.properties).
 LOG4J_CONFIG = PROJECT_ROOT / "conf" / "log4j2.properties"
+LOG4J_FILE_CONFIG = PROJECT_ROOT / "conf" / "log4j2-file.properties"
 
 # Settings that make results deterministic and match the method, in any mode.
 _ALWAYS = {
@@ -26,6 +28,9 @@ _ALWAYS = {
     # parse every field of a delimited line, so a short or long line is always a malformed
     # record (rejected as MALFORMED_LINE) whichever columns a query happens to need
     "spark.sql.csv.parser.columnPruning.enabled": "false",
+    # pandas writes dates as parquet TIMESTAMP(NANOS), which Spark cannot read as timestamps:
+    # read them as their 64-bit count of nanoseconds; the input contract turns them into dates
+    "spark.sql.legacy.parquet.nanosAsLong": "true",
 }
 
 
@@ -34,8 +39,11 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def build_session(conf: SparkConfig, *, testing: bool = False):
+def build_session(conf: SparkConfig, *, testing: bool = False, log_file: str | None = None):
     """Return a SparkSession for ``conf``.
+
+    ``log_file``: in local mode, the JVM's log goes to this file instead of the
+    console (see :mod:`shmi_spark.runlog`).
 
     >>> from shmi_spark.config import SparkConfig
     >>> spark = build_session(SparkConfig(), testing=True)  # doctest: +SKIP
@@ -55,7 +63,9 @@ def build_session(conf: SparkConfig, *, testing: bool = False):
             "spark.ui.enabled": "true" if (conf.ui and not testing) else "false",
             "spark.ui.showConsoleProgress": "true" if (conf.console_progress and not testing) else "false",
             "spark.sql.adaptive.enabled": "true",
-            "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}",
+            "spark.driver.extraJavaOptions": (
+                f"-Dlog4j2.configurationFile={LOG4J_FILE_CONFIG.as_uri()} -Dshmi.log.file=\"{log_file}\""
+                if log_file else f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}"),
         })
         if conf.local_dir:
             settings["spark.local.dir"] = conf.local_dir

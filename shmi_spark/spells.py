@@ -15,7 +15,13 @@ Exclusions, in this order (each spell gets the first that applies):
 * ``NO_DISCHARGE_DATE``: the last finished episode has no discharge date;
 * ``DAY_CASE_OR_REGULAR_ATTENDER``: ``CLASSPAT`` 2, 3 or 4;
 * ``STILLBIRTH``: ``DISMETH`` 5;
-* ``NOT_ACUTE_TRUST``: the trust's ``TYPE`` is not ``acute``.
+* ``NOT_ACUTE_TRUST``: the trust's ``TYPE`` is not ``acute``;
+* ``DUPLICATE_SPELL``: a spell resubmitted under new keys (new ``EPIKEY`` and
+  ``PROVSPNOPS``): the same patient, trust, admission and discharge dates,
+  primary diagnosis, discharge method and number of episodes as another spell
+  that is kept (the one with the lowest ``SPELL_ID``).  A patient cannot be in
+  two such spells at once, so the copy would otherwise count the spell, and
+  any death, twice.
 
 Missing values never exclude a spell; they become ``unknown`` levels
 (:mod:`shmi_spark.covariates`).
@@ -23,12 +29,14 @@ Missing values never exclude a spell; they become ``unknown`` levels
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 EXCLUSION_REASONS = (
-    "NO_DISCHARGE_DATE", "DAY_CASE_OR_REGULAR_ATTENDER", "STILLBIRTH", "NOT_ACUTE_TRUST",
+    "NO_DISCHARGE_DATE", "DAY_CASE_OR_REGULAR_ATTENDER", "STILLBIRTH", "NOT_ACUTE_TRUST", "DUPLICATE_SPELL",
 )
+#: What makes two spells the same spell resubmitted (besides being kept by the earlier rules).
+DUPLICATE_SPELL_KEY = ("HESID", "PROCODE3", "ADMIDATE", "DISDATE", "DIAG_FIRST", "DISMETH", "N_EPISODES")
 _FAR_DATE = "9999-12-31"
 
 #: Episode fields carried into the ordered episode list of a spell.
@@ -85,7 +93,7 @@ def build_spells(episodes: DataFrame, *, acute_trusts: list[str]) -> DataFrame:
         .when(~F.col("PROCODE3").isin(*acute_trusts) if acute_trusts else F.lit(True),
               F.lit("NOT_ACUTE_TRUST"))
     )
-    return grouped.select(
+    spells = grouped.select(
         F.col("SPELL_ID"),
         first["HESID"].alias("HESID"),
         F.col("PROCODE3"),
@@ -105,3 +113,12 @@ def build_spells(episodes: DataFrame, *, acute_trusts: list[str]) -> DataFrame:
         F.col("PALLIATIVE").cast("int").alias("PALLIATIVE"),
         exclusion.alias("EXCLUSION"),
     )
+    return mark_duplicate_spells(spells)
+
+
+def mark_duplicate_spells(spells: DataFrame) -> DataFrame:
+    """``EXCLUSION = DUPLICATE_SPELL`` on every kept spell but the first (by ``SPELL_ID``) of its key."""
+    copies = Window.partitionBy(*DUPLICATE_SPELL_KEY, F.col("EXCLUSION").isNull()).orderBy("SPELL_ID")
+    duplicate = F.col("EXCLUSION").isNull() & (F.row_number().over(copies) > 1)
+    return spells.withColumn("EXCLUSION", F.when(duplicate, F.lit("DUPLICATE_SPELL"))
+                             .otherwise(F.col("EXCLUSION")))

@@ -6,7 +6,8 @@ import pandas as pd
 
 from shmi_spark.config import MethodConfig
 from shmi_spark.diagnosis import lookup_tables
-from shmi_spark.ingest import EPISODE_COLUMNS
+from shmi_spark.contract import DEATH_CONTRACT, EPISODE_CONTRACT
+from shmi_spark.ingest import EPISODE_FIELDS, conform_frame
 from shmi_spark.spell_table import SPELL_COLUMNS, spell_table
 from shmi_spark.spells import build_spells
 from shmi_spark.validate import validate_deaths, validate_episodes
@@ -34,7 +35,7 @@ CHARLSON = pd.DataFrame([
 
 def episode(**fields) -> dict:
     """One raw episode row (all strings), with sensible defaults."""
-    row = {c: None for c in EPISODE_COLUMNS}
+    row = {c: None for c in EPISODE_FIELDS}
     row.update({
         "HESID": "P1", "EPIKEY": "E1", "PROCODE3": "RA1", "PROVSPNOPS": "S1", "EPIORDER": "1",
         "EPISTAT": "3", "ADMIDATE": "2008-01-10", "EPISTART": "2008-01-10", "EPIEND": "2008-01-15",
@@ -46,14 +47,16 @@ def episode(**fields) -> dict:
 
 
 def raw_episodes(spark, rows: list[dict]):
-    schema = ", ".join(f"{c} string" for c in EPISODE_COLUMNS) + ", _CORRUPT string, SOURCE_FILE string"
-    data = [tuple(r.get(c) for c in EPISODE_COLUMNS) + (r.get("_CORRUPT"), "test.parquet") for r in rows]
-    return spark.createDataFrame(data, schema=schema)
+    """Text episodes (as read from a delimited file) conformed by the input contract."""
+    schema = ", ".join(f"{c} string" for c in EPISODE_FIELDS) + ", _CORRUPT string"
+    data = [tuple(r.get(c) for c in EPISODE_FIELDS) + (r.get("_CORRUPT"),) for r in rows]
+    return conform_frame(spark.createDataFrame(data, schema=schema), EPISODE_CONTRACT, corrupt="_CORRUPT",
+                         source="test.parquet")
 
 
 def raw_deaths(spark, rows: list[tuple]):
-    data = [(h, d, None, "deaths.parquet") for h, d in rows]
-    return spark.createDataFrame(data, schema="HESID string, DOD string, _CORRUPT string, SOURCE_FILE string")
+    df = spark.createDataFrame([(h, d) for h, d in rows], schema="HESID string, DOD string")
+    return conform_frame(df, DEATH_CONTRACT, source="deaths.parquet")
 
 
 def run_spells(spark, episodes: list[dict], deaths: list[tuple] = (), method: MethodConfig | None = None):

@@ -72,7 +72,7 @@ def test_custom_columns_trim_and_rounding(tmp_path, capsys):
 def test_flagged_rows_are_kept_in_output(tmp_path, capsys):
     src = _edit(_write_trusts(tmp_path / "in.csv", n=12), 3, "OBSERVED", "abc")
     out = tmp_path / "out.csv"
-    rc, stdout, _ = _run(["--input", src, "--out", out], capsys)
+    rc, stdout, _ = _run(["--input", src, "--out", out, "--skip-bad-rows"], capsys)
     assert rc == 0
     got = pd.read_csv(out, keep_default_na=False, dtype=str)
     assert got.loc[3, "FLAG"] == "OBSERVED not numeric ('abc')"
@@ -128,7 +128,7 @@ def test_fewer_than_ten_valid_trusts(tmp_path, capsys):
     src = _write_trusts(tmp_path / "in.csv", n=11)
     _edit(src, 0, "EXPECTED", "0")
     _edit(src, 1, "EXPECTED", "x")
-    rc, _, err = _run(["--input", src, "--out", tmp_path / "o.csv"], capsys)
+    rc, _, err = _run(["--input", src, "--out", tmp_path / "o.csv", "--skip-bad-rows"], capsys)
     assert rc == 2
     assert "in.csv" in err and "only 9 trust(s)" in err and "'EXPECTED'" in err
     small = _write_trusts(tmp_path / "small.csv", n=9)
@@ -190,3 +190,125 @@ def test_band_modules_do_not_import_spark_or_scipy_stats():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ""
+
+
+# ------------------------------------------ impossible counts, small trusts
+
+@pytest.mark.parametrize("col, value, message", [
+    ("OBSERVED", "2.5", "OBSERVED not a whole number ('2.5')"),
+    ("OBSERVED", "-1", "OBSERVED negative ('-1')"),
+    ("OBSERVED", "1e9", "OBSERVED not written in digits ('1e9')"),
+    ("OBSERVED", "abc", "OBSERVED not numeric ('abc')"),
+    ("OBSERVED", "inf", "OBSERVED not finite ('inf')"),
+    ("EXPECTED", "-4.5", "EXPECTED negative ('-4.5')"),
+    ("EXPECTED", "nan", "EXPECTED not finite ('nan')"),
+])
+def test_impossible_count_exit_2(tmp_path, capsys, col, value, message):
+    src = _edit(_write_trusts(tmp_path / "in.csv"), 4, col, value)
+    rc, stdout, err = _run(["--input", src, "--out", tmp_path / "o.csv"], capsys)
+    assert rc == 2
+    assert err.count("\n") == 1
+    assert f"in.csv: line 6, PROVIDER R004: {message}" in err
+    assert "--skip-bad-rows" in err
+    assert not (tmp_path / "o.csv").exists() and stdout == ""
+
+
+def test_skip_bad_rows_flags_and_leaves_out(tmp_path, capsys):
+    src = _edit(_write_trusts(tmp_path / "in.csv"), 4, "OBSERVED", "2.5")
+    _edit(src, 9, "OBSERVED", "1e9")
+    out = tmp_path / "o.csv"
+    rc, stdout, err = _run(["--input", src, "--out", out, "--skip-bad-rows"], capsys)
+    assert rc == 0 and err == ""
+    got = pd.read_csv(out, keep_default_na=False, dtype=str)
+    assert got.loc[4, "FLAG"] == "OBSERVED not a whole number ('2.5')"
+    assert got.loc[9, "FLAG"] == "OBSERVED not written in digits ('1e9')"
+    assert got.loc[4, "SHMI"] == "" and got.loc[9, "BANDING"] == ""
+    assert "38 trusts (2 row(s) flagged" in stdout
+
+
+def test_blank_is_flagged_not_an_error(tmp_path, capsys):
+    src = _edit(_write_trusts(tmp_path / "in.csv"), 4, "OBSERVED", "")
+    out = tmp_path / "o.csv"
+    rc, stdout, _ = _run(["--input", src, "--out", out], capsys)
+    assert rc == 0
+    got = pd.read_csv(out, keep_default_na=False, dtype=str)
+    assert got.loc[4, "FLAG"] == "OBSERVED missing" and got.loc[4, "BANDING"] == ""
+    assert "39 trusts (1 row(s) flagged" in stdout
+    rc, _, err = _run(["--input", src, "--out", out, "--strict"], capsys)
+    assert rc == 2 and "line 6, PROVIDER R004: OBSERVED missing" in err
+    assert "--strict" in err
+
+
+def test_strict_and_skip_bad_rows_exclusive(tmp_path, capsys):
+    src = _write_trusts(tmp_path / "in.csv")
+    with pytest.raises(SystemExit) as exc:
+        main(["band", "--input", str(src), "--out", str(tmp_path / "o.csv"), "--strict",
+              "--skip-bad-rows"])
+    assert exc.value.code == 2
+    assert "not allowed with" in capsys.readouterr().err
+
+
+def test_observed_above_spells_exit_2(tmp_path, capsys):
+    src = _write_trusts(tmp_path / "in.csv")
+    df = pd.read_csv(src)
+    df["SPELLS"] = df["OBSERVED"] * 25
+    df.loc[4, "SPELLS"] = df.loc[4, "OBSERVED"] - 1
+    df.to_csv(src, index=False)
+    rc, _, err = _run(["--input", src, "--out", tmp_path / "o.csv"], capsys)
+    assert rc == 2
+    assert "line 6, PROVIDER R004: OBSERVED greater than SPELLS" in err
+    # named explicitly with --spells-col
+    df.rename(columns={"SPELLS": "ADMISSIONS"}).to_csv(src, index=False)
+    rc, _, _ = _run(["--input", src, "--out", tmp_path / "o.csv"], capsys)
+    assert rc == 0
+    rc, _, err = _run(["--input", src, "--out", tmp_path / "o.csv", "--spells-col", "ADMISSIONS"],
+                      capsys)
+    assert rc == 2 and "OBSERVED greater than ADMISSIONS" in err
+    rc, _, err = _run(["--input", src, "--out", tmp_path / "o.csv", "--spells-col", "NOPE"],
+                      capsys)
+    assert rc == 2 and "'NOPE'" in err
+
+
+@pytest.mark.parametrize("factor", [0.1, 3.0])
+def test_national_shmi_warning(tmp_path, capsys, factor):
+    src = _write_trusts(tmp_path / "in.csv")
+    df = pd.read_csv(src)
+    df["EXPECTED"] = (df["EXPECTED"] * factor).round(2)
+    df.to_csv(src, index=False)
+    rc, stdout, err = _run(["--input", src, "--out", tmp_path / "o.csv"], capsys)
+    assert rc == 0
+    assert err.startswith("shmi band: warning: national SHMI") and err.count("\n") == 1
+    assert "outside [0.5, 2.0]" in err and "unscaled or the columns are swapped" in err
+    _write_trusts(src)
+    rc, _, err = _run(["--input", src, "--out", tmp_path / "o.csv"], capsys)
+    assert rc == 0 and err == ""
+
+
+def test_small_trust_not_banded_and_no_inf_in_csv(tmp_path, capsys):
+    src = _edit(_write_trusts(tmp_path / "in.csv"), 4, "EXPECTED", "0.001")
+    _edit(src, 4, "OBSERVED", "0")
+    _edit(src, 5, "EXPECTED", "1e-300")
+    _edit(src, 5, "OBSERVED", "1")
+    _edit(src, 6, "OBSERVED", "0")
+    out = tmp_path / "o.csv"
+    png = tmp_path / "f.png"
+    rc, stdout, _ = _run(["--input", src, "--out", out, "--plot", png], capsys)
+    assert rc == 0
+    text = out.read_text()
+    assert "inf" not in text.lower()
+    got = pd.read_csv(out, keep_default_na=False, dtype=str)
+    for row in (4, 5):
+        assert got.loc[row, "BANDING"] == "" and got.loc[row, "OUTLIER_998"] == ""
+        assert got.loc[row, "BANDING_LABEL"] == "Not banded: fewer than 1 expected death"
+        assert got.loc[row, "SHMI"] != ""
+    assert got.loc[5, "OD998_UL"] == ""
+    assert got.loc[6, "Z"] == "" and got.loc[6, "SHMI"] == "0.0" and got.loc[6, "BANDING"] == "3"
+    assert "not banded: 2 trust(s) with fewer than 1 expected death(s)" in stdout
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    rc, _, _ = _run(["--input", src, "--out", out, "--min-expected", "0.0001"], capsys)
+    assert rc == 0
+    # banded when allowed: SHMI 0 is not below a lower limit that prints as 0.0000
+    assert pd.read_csv(out, keep_default_na=False, dtype=str).loc[4, "BANDING"] == "2"
+    with pytest.raises(SystemExit):
+        main(["band", "--input", str(src), "--out", str(out), "--min-expected", "-1"])
+    assert "--min-expected" in capsys.readouterr().err

@@ -326,11 +326,11 @@ def test_band_table_flags_bad_rows_and_excludes_them():
     df.loc[2, "E"] = "0"
     df.loc[3, "E"] = ""
     df.loc[4, "O"] = "-3"
-    out, summary = band_table(df, "ID", "O", "E")
+    out, summary = band_table(df, "ID", "O", "E", skip_bad_rows=True)
     assert out.loc[1, "FLAG"] == "O not numeric ('n/a')"
     assert out.loc[2, "FLAG"] == "E is zero"
     assert out.loc[3, "FLAG"] == "E missing"
-    assert out.loc[4, "FLAG"] == "O negative"
+    assert out.loc[4, "FLAG"] == "O negative ('-3')"
     assert out.loc[1:4, ["SHMI", "OD95_LL", "PO998_UL"]].isna().all().all()
     assert out.loc[1:4, "BANDING"].isna().all()
     assert summary["rows_flagged"] == 4 and summary["n_trusts"] == 10
@@ -346,7 +346,7 @@ def test_band_table_strict_and_too_few_and_structural_errors():
         band_table(df, "ID", "O", "E", strict=True)
     df.loc[1, "O"] = "-1"
     with pytest.raises(InputError, match="only 9 trust"):
-        band_table(df, "ID", "O", "E")
+        band_table(df, "ID", "O", "E", skip_bad_rows=True)
     with pytest.raises(InputError, match="'DEATHS'"):
         band_table(_trust_frame(), "ID", "DEATHS", "E")
     dup = _trust_frame()
@@ -377,6 +377,211 @@ def test_band_table_zero_death_trust():
     df = _trust_frame()
     df.loc[5, "O"] = 0
     out, summary = band_table(df, "ID", "O", "E")
-    assert out.loc[5, "Z"] == -np.inf and out.loc[5, "SHMI"] == 0.0
+    assert pd.isna(out.loc[5, "Z"]) and out.loc[5, "SHMI"] == 0.0
     assert out.loc[5, "BANDING"] == 3 and not out.loc[5, "KEPT_IN_TRIM"]
     assert math.isfinite(summary["phi"])
+
+
+# ------------------------------------- small trusts, zero deaths, no infinities
+
+def _numeric_output_values(out):
+    cols = ["SHMI", "Z"] + [c for c in OUTPUT_COLUMNS if c.endswith(("_LL", "_UL"))]
+    return out[cols].to_numpy(dtype=float)
+
+
+def test_funnel_limits_ranked_subset_equals_funnel_of_that_subset():
+    e = np.linspace(200, 3000, 15)
+    o = np.round(e * np.linspace(0.85, 1.15, 15))
+    ranked = np.ones(15, dtype=bool)
+    ranked[[2, 9]] = False
+    o[2], e[2] = 3, 0.4                  # a tiny trust with a large |z|
+    res = funnel.funnel_limits(o, e, ranked=ranked)
+    alone = funnel.funnel_limits(o[ranked], e[ranked])
+    assert res.phi == alone.phi and res.tau2 == alone.tau2
+    assert res.n == 15 and res.n_ranked == 13 and res.n_kept == alone.n_kept
+    assert not res.kept[~ranked].any()
+    np.testing.assert_array_equal(res.kept[ranked], alone.kept)
+    lo, hi = funnel.od_limits(e[~ranked], alone.tau2, funnel.Z_95)
+    np.testing.assert_array_equal(res.od95_ll[~ranked], lo)
+    np.testing.assert_array_equal(res.od95_ul[~ranked], hi)
+    with pytest.raises(ValueError):
+        funnel.funnel_limits(o, e, ranked=ranked[:3])
+
+
+def test_zero_deaths_with_enough_expected_banded_and_z_empty():
+    # 12 trusts by hand; T05 has no deaths and E = 40: SHMI 0 is below its lower limit
+    e = [40.0, 120, 150, 200, 260, 40, 330, 400, 470, 520, 610, 700]
+    o = [44, 118, 160, 190, 270, 0, 320, 420, 455, 540, 600, 720]
+    df = pd.DataFrame({"ID": [f"T{i:02d}" for i in range(12)], "O": o, "E": e})
+    out, summary = band_table(df, "ID", "O", "E")
+    row = out.loc[5]
+    assert pd.isna(row["Z"]) and row["SHMI"] == 0.0
+    assert row["BANDING"] == 3 and row["BANDING_LABEL"] == "Lower than expected"
+    assert row["KEPT_IN_TRIM"] == False  # noqa: E712 - ranked but never used for phi
+    assert 0 < row["OD95_LL"] < 1
+    assert summary["n_zero_deaths_banded"] == 1 and summary["n_not_banded_small"] == 0
+    assert np.isfinite(summary["phi"])
+    assert not np.isinf(_numeric_output_values(out)).any()
+
+
+def test_trust_below_min_expected_not_banded_and_left_out_of_phi():
+    df = _trust_frame(20)
+    df.loc[3, ["O", "E"]] = [2, 0.6]          # SHMI 3.33: far above any limit, but E < 1
+    out, summary = band_table(df, "ID", "O", "E")
+    row = out.loc[3]
+    assert row["SHMI"] == pytest.approx(2 / 0.6, abs=1e-4)
+    assert row["O"] == 2 and row["E"] == 0.6
+    assert pd.isna(row["BANDING"]) and pd.isna(row["OUTLIER_998"]) and pd.isna(row["KEPT_IN_TRIM"])
+    assert row["BANDING_LABEL"] == "Not banded: fewer than 1 expected death"
+    assert row["FLAG"] == ""
+    assert np.isfinite(row["OD95_UL"]) and row["OD95_UL"] > 1     # limits still printed
+    without, summary_without = band_table(df.drop(index=3).reset_index(drop=True), "ID", "O", "E")
+    assert summary["phi"] == summary_without["phi"]
+    assert summary["tau2"] == summary_without["tau2"]
+    assert summary["n_kept"] == summary_without["n_kept"]
+    pd.testing.assert_series_equal(out.drop(index=3)["BANDING"].reset_index(drop=True),
+                                   without["BANDING"])
+    assert summary["n_trusts"] == 20 and summary["n_banded"] == 19
+    assert summary["n_not_banded_small"] == 1 and summary["rows_flagged"] == 0
+    assert summary["n_higher"] + summary["n_as_expected"] + summary["n_lower"] == 19
+    # the national SHMI is over every reported trust, small ones included
+    assert summary["national_shmi"] == pytest.approx(df["O"].sum() / df["E"].sum())
+
+
+def test_min_expected_is_a_parameter():
+    df = _trust_frame(20)
+    df.loc[3, ["O", "E"]] = [12, 2.0]                          # SHMI 6: above the 95% limit ~4
+    out, summary = band_table(df, "ID", "O", "E", min_expected=2.5)
+    assert out.loc[3, "BANDING_LABEL"] == "Not banded: fewer than 2.5 expected deaths"
+    assert summary["min_expected"] == 2.5 and summary["n_not_banded_small"] == 1
+    out0, summary0 = band_table(df, "ID", "O", "E", min_expected=0)
+    assert out0.loc[3, "BANDING"] == 1 and summary0["n_not_banded_small"] == 0
+    out1, _ = band_table(df, "ID", "O", "E")                  # E = 2 >= 1: banded
+    assert out1.loc[3, "BANDING"] == 1
+    df.loc[4, "E"] = 1.0                                       # exactly min_expected: banded
+    assert band_table(df, "ID", "O", "E")[0].loc[4, "BANDING"] in (1, 2, 3)
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="minimum expected deaths"):
+            band_table(df, "ID", "O", "E", min_expected=bad)
+
+
+def test_ordinary_data_unchanged_by_min_expected():
+    # every trust has E >= 1: the rule changes nothing, to the last bit
+    df = _trust_frame(60, seed=8)
+    out, summary = band_table(df, "ID", "O", "E")
+    out0, summary0 = band_table(df, "ID", "O", "E", min_expected=0)
+    pd.testing.assert_frame_equal(out, out0)
+    assert {k: v for k, v in summary.items() if k != "min_expected"} == \
+        {k: v for k, v in summary0.items() if k != "min_expected"}
+
+
+@pytest.mark.parametrize("min_expected", [1.0, 0.0])
+def test_band_table_tiny_expected_has_no_infinity(min_expected):
+    df = _trust_frame(20)
+    df.loc[2, ["O", "E"]] = [0, 0.001]
+    df.loc[7, ["O", "E"]] = [1, 1e-300]           # the 99.8% OD upper limit overflows to inf
+    df.loc[8, ["O", "E"]] = [1, 1e-310]           # subnormal E: SHMI, z, every upper limit inf
+    df.loc[9, ["O", "E"]] = [0, 300.0]            # a banded zero-death trust
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, summary = band_table(df, "ID", "O", "E", min_expected=min_expected)
+    values = _numeric_output_values(out)
+    assert not np.isinf(values).any()
+    assert pd.isna(out.loc[2, "Z"]) and pd.isna(out.loc[9, "Z"])
+    assert pd.isna(out.loc[7, "OD998_UL"]) and out.loc[7, "PO998_UL"] > 1e300
+    assert out.loc[8, ["SHMI", "Z", "OD95_UL", "OD998_UL", "PO998_UL"]].isna().all()
+    assert out.loc[8, "OD95_LL"] == 0.0 and out.loc[8, "FLAG"] == ""
+    assert out.loc[2, "SHMI"] == 0.0 and out.loc[7, "SHMI"] == pytest.approx(1e300)
+    assert all(np.isfinite(v) for v in (summary["phi"], summary["tau2"], summary["national_shmi"]))
+    if min_expected == 1.0:
+        assert pd.isna(out.loc[[2, 7, 8], "BANDING"]).all()
+        assert summary["n_not_banded_small"] == 3
+    csv = out.to_csv(index=False)
+    assert "inf" not in csv.lower()
+
+
+def test_printed_keeps_huge_values_and_empties_non_finite():
+    from shmi_spark.banding import printed
+    got = printed([1e306, 2.123456, -np.inf, np.inf, np.nan])
+    assert got[0] == 1e306 and got[1] == 2.1235
+    assert np.isnan(got[2:]).all()
+
+
+def test_too_few_bandable_trusts():
+    df = _trust_frame(11)
+    df.loc[[0, 1], "E"] = 0.5
+    with pytest.raises(InputError, match="only 9 trust.*at least 1 expected death"):
+        band_table(df, "ID", "O", "E")
+    assert band_table(df, "ID", "O", "E", min_expected=0.5)[1]["n_banded"] == 11
+
+
+# ------------------------------------------------------------ count checks
+
+@pytest.mark.parametrize("value, message", [
+    ("2.5", "O not a whole number ('2.5')"),
+    ("-3", "O negative ('-3')"),
+    ("1e9", "O not written in digits ('1e9')"),
+    ("inf", "O not finite ('inf')"),
+    ("nan", "O not finite ('nan')"),
+    ("12,0", "O not numeric ('12,0')"),
+    ("abc", "O not numeric ('abc')"),
+])
+def test_impossible_observed_is_an_error_or_flagged(value, message):
+    df = _trust_frame(14).astype({"O": str, "E": str})
+    df.loc[4, "O"] = value
+    with pytest.raises(InputError, match="data row 5, ID T04: " + __import__("re").escape(message)):
+        band_table(df, "ID", "O", "E")
+    out, summary = band_table(df, "ID", "O", "E", skip_bad_rows=True)
+    assert out.loc[4, "FLAG"] == message
+    assert out.loc[4, ["SHMI", "Z", "OD95_LL"]].isna().all() and pd.isna(out.loc[4, "BANDING"])
+    assert summary["rows_flagged"] == 1 and summary["n_trusts"] == 13
+
+
+@pytest.mark.parametrize("value", ["12", "12.0", " 7 ", "0", "12.00"])
+def test_observed_written_in_digits_is_accepted(value):
+    df = _trust_frame(14).astype({"O": str})
+    df.loc[4, "O"] = value
+    out, _ = band_table(df, "ID", "O", "E")
+    assert out.loc[4, "FLAG"] == "" and out.loc[4, "SHMI"] == pytest.approx(
+        float(value) / df.loc[4, "E"], abs=1e-4)
+
+
+def test_expected_counts_and_numeric_columns():
+    df = _trust_frame(14).astype({"E": str})
+    df.loc[1, "E"] = "4.5e2"                     # finite: fine
+    df.loc[2, "E"] = "-1"
+    with pytest.raises(InputError, match="T02: E negative"):
+        band_table(df, "ID", "O", "E")
+    df.loc[2, "E"] = "0"                          # zero and blank: flagged, not an error
+    df.loc[3, "E"] = ""
+    out, summary = band_table(df, "ID", "O", "E")
+    assert out.loc[1, "FLAG"] == "" and out.loc[1, "SHMI"] == pytest.approx(
+        df.loc[1, "O"] / 450, abs=1e-4)
+    assert list(out.loc[2:3, "FLAG"]) == ["E is zero", "E missing"]
+    with pytest.raises(InputError, match="data row 3, ID T02: E is zero \\(and 1 more"):
+        band_table(df, "ID", "O", "E", strict=True)
+    # numeric (not text) columns, as the pipeline passes them
+    num = _trust_frame(14).astype({"O": float})
+    num.loc[4, "O"] = 2.5
+    with pytest.raises(InputError, match="T04: O not a whole number"):
+        band_table(num, "ID", "O", "E")
+    num.loc[4, "O"] = 3.0
+    assert band_table(num, "ID", "O", "E")[0].loc[4, "FLAG"] == ""
+    num.loc[5, "E"] = np.inf
+    with pytest.raises(InputError, match="T05: E not finite"):
+        band_table(num, "ID", "O", "E")
+
+
+def test_observed_above_spells_is_impossible():
+    df = _trust_frame(14)
+    df["S"] = df["O"] * 20
+    df.loc[6, "S"] = df.loc[6, "O"] - 1
+    with pytest.raises(InputError, match="T06: O greater than S"):
+        band_table(df, "ID", "O", "E", spells_col="S", first_line=2)
+    with pytest.raises(InputError, match="^line 8, ID T06"):
+        band_table(df, "ID", "O", "E", spells_col="S", first_line=2)
+    out, _ = band_table(df, "ID", "O", "E", spells_col="S", skip_bad_rows=True)
+    assert out.loc[6, "FLAG"].startswith("O greater than S")
+    assert band_table(df, "ID", "O", "E")[0].loc[6, "FLAG"] == ""     # not checked without spells
+    with pytest.raises(InputError, match="'SPELLS'"):
+        band_table(df, "ID", "O", "E", spells_col="SPELLS")

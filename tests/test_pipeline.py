@@ -40,8 +40,9 @@ def run_all(spark, world, tmp_path_factory):
 def plain_counts(world) -> pd.DataFrame:
     """An independent, plain pandas computation of spells and deaths per trust and year.
 
-    Written from METHOD.md without the pipeline's code: drop bad rows the way a
-    careful analyst would, build spells, exclude, link deaths to the last spell.
+    Written from METHOD.md without the pipeline's code: drop unusable rows the way a
+    careful analyst would (an invalid code is not one: METHOD.md §2 makes it an unknown
+    level), build spells, exclude, link deaths to the last spell.
     """
     ep = pd.read_parquet(world / "hes_apc").astype("string")
     trusts = pd.read_csv(world / "reference" / "trusts.csv", dtype=str)
@@ -57,11 +58,6 @@ def plain_counts(world) -> pd.DataFrame:
         ep[c + "_D"] = date(ep[c])
     ok = (
         ep["PROCODE3"].isin(trusts["PROCODE3"])
-        & ep["CLASSPAT"].fillna("1").isin(["1", "2", "3", "4", "5", "8", "9", ""])
-        & ep["SEX"].fillna("").isin(["0", "1", "2", "9", ""])
-        & ep["ADMIMETH"].fillna("").str.upper().isin(
-            ["11", "12", "13", "21", "22", "23", "24", "25", "2A", "2B", "2C", "2D", "28", "31", "32",
-             "81", "82", "83", "84", "89", "98", "99", ""])
         & ~(ep["EPIEND_D"] < ep["EPISTART_D"]) & ~(ep["DISDATE_D"] < ep["ADMIDATE_D"])
         & ~(ep["EPISTART_D"] < ep["ADMIDATE_D"]) & ep["ADMIDATE_D"].notna()
     )
@@ -125,6 +121,12 @@ def test_summary_reconciles_every_input_row(run_all, world):
     assert s["spells_built"] == s["spells_included"] + sum(s["exclusions_by_reason"].values())
     planted = json.loads((world / "truth" / "summary.json").read_text())
     assert v["episodes_read"] == planted["episode_rows_written"]
+    # METHOD.md §2: invalid codes are counted per field and value, not rejected
+    got = {field: info["values"] for field, info in v["invalid_codes"].items()}
+    assert got == planted["invalid_codes"] and got
+    assert v["quality_gate"]["passed"] is True
+    marker = json.loads((out / "_SHMI_OUTPUT.json").read_text())
+    assert marker["kind"] == "run" and "summary.json" in marker["files"]
 
 
 def test_outputs_written_without_patient_identifiers(run_all):
@@ -187,6 +189,6 @@ def test_spells_input_inside_the_output_folder_is_refused(spark, run_all, world)
     cfg = load_config(TEST_PROFILE, settings={
         "input": {"spells": str(out / "spells"), "trusts": str(world / "reference" / "trusts.csv")},
         "output": {"dir": str(out)}})
-    with pytest.raises(InputError, match="inside the output folder"):
+    with pytest.raises(InputError, match="spells"):
         run_pipeline(spark, cfg, quiet=True)
     assert (out / "spells").is_dir()

@@ -98,6 +98,29 @@ def _valid_date(s: pd.Series) -> pd.Series:
     return pd.to_datetime(s, format="%Y-%m-%d", errors="coerce")
 
 
+#: valid codes of the covariate fields (blank and null are missing values, not invalid codes)
+VALID = {"SEX": {"1", "2", "0", "9"},
+         "ADMIMETH": {"11", "12", "13", "21", "22", "23", "24", "25", "2A", "2B", "2C", "2D", "28", "31", "32",
+                      "81", "82", "83", "84", "89", "98", "99"},
+         "STARTAGE": {str(i) for i in range(121)} | {str(7000 + i) for i in range(1, 8)} | {"999"},
+         "CLASSPAT": set("12345") | {"8", "9"}}
+
+
+def _invalid(ep: pd.DataFrame, field: str) -> pd.Series:
+    v = ep[field].fillna("")
+    return (v != "") & ~v.isin(VALID[field])
+
+
+def _invalid_counts(ep: pd.DataFrame) -> dict:
+    """{FIELD: {VALUE: rows}} of the invalid covariate codes in the rows of ``ep``."""
+    out = {}
+    for f in VALID:
+        vc = ep.loc[_invalid(ep, f), f].value_counts()
+        if len(vc):
+            out[f] = {str(k): int(n) for k, n in vc.items()}
+    return out
+
+
 def test_truth_counts_recomputed_from_files(world200):
     out, summary = world200
     ep = pd.read_parquet(out / "hes_apc")
@@ -122,10 +145,6 @@ def test_truth_counts_recomputed_from_files(world200):
     impossible = bad_date & pd.concat([shape_ok(c) for c in ("ADMIDATE", "EPISTART", "EPIEND", "DISDATE")], axis=1).all(axis=1)
     found["impossible_date"] = int(impossible.sum())
     found["unparseable_date"] = int((bad_date & ~impossible).sum())
-    unknown = (~ep.CLASSPAT.isin(list("12345")) | ~ep.SEX.fillna("").isin(["1", "2", "0", "9", ""])
-               | ~ep.ADMIMETH.fillna("").isin(["11", "12", "13", "21", "22", "23", "24", "25", "2A", "2B", "2C",
-                                               "2D", "28", "31", "32", "81", "82", "83", "84", "89", "98", "99", ""]))
-    found["unknown_code"] = int(unknown.sum())
     ebs = dates["EPIEND"] < dates["EPISTART"]
     found["end_before_start"] = int(ebs.sum())
     dba = (dates["DISDATE"] < dates["ADMIDATE"]) & ~ebs
@@ -134,8 +153,10 @@ def test_truth_counts_recomputed_from_files(world200):
     found["unknown_procode"] = int(unk_proc.sum())
     expect = {k: v for k, v in summary["malformed_rows"].items() if k != "duplicate_epikey"}
     assert found == expect
-    ok = ~(bad_date | unknown | ebs | dba | unk_proc)
+    ok = ~(bad_date | ebs | dba | unk_proc)
     ep = ep[ok].copy()
+    # invalid covariate codes are not rejects (METHOD.md §2): counted over the accepted rows
+    assert _invalid_counts(ep) == summary["invalid_codes"]
     for c in ("ADMIDATE", "EPISTART", "EPIEND", "DISDATE"):
         ep[c] = dates[c][ok]
     assert len(ep) == n0 - dup.sum() - sum(expect.values())
@@ -157,6 +178,23 @@ def test_truth_counts_recomputed_from_files(world200):
             & (sp.DISMETH != "5") & sp.PROCODE3.isin(acute))
     sp = sp[keep].copy()
     assert len(sp) == summary["admissions"]
+    # covariates of the first episode, an invalid code being the unknown level (METHOD.md §2)
+    fe = ep.groupby(["PROCODE3", "PROVSPNOPS"], sort=False).head(1).set_index(["PROCODE3", "PROVSPNOPS"])
+    fe = fe.loc[pd.MultiIndex.from_frame(sp[["PROCODE3", "PROVSPNOPS"]])]
+    sex = fe.SEX.fillna("")
+    am = fe.ADMIMETH.fillna("")
+    age = fe.STARTAGE.fillna("")
+    elective = am.isin(["11", "12", "13"])
+    non_elective = am.isin(VALID["ADMIMETH"] - {"11", "12", "13", "99"})   # 99 is the unknown method
+    got = {"SEX_CAT": pd.Series(np.select([sex == "1", sex == "2"], ["male", "female"], "unknown")).value_counts(),
+           "ADMIMETH_CAT": pd.Series(np.select([elective, non_elective], ["elective", "non-elective"],
+                                               "unknown")).value_counts()}
+    cal = pd.read_csv(out / "truth" / "calibration_counts.csv", dtype=str)
+    cal["SPELLS"] = cal.SPELLS.astype(int)
+    for k, v in got.items():
+        assert v.sort_index().to_dict() == cal.groupby(k).SPELLS.sum().sort_index().to_dict(), k
+    age_unknown = ~age.isin(VALID["STARTAGE"] - {"999"})
+    assert age_unknown.sum() == cal[cal.AGE_BAND == "unknown"].SPELLS.sum() > 0
     # death linkage (METHOD.md §3)
     ons = pd.read_parquet(out / "ons_deaths")
     ons["DOD"] = pd.to_datetime(ons.DOD)
@@ -184,6 +222,41 @@ def test_truth_counts_recomputed_from_files(world200):
     assert summary["transfers"] > 0 and summary["deaths_after_readmission"] > 0
     assert summary["day_case_between_discharge_and_death"] > 0
     assert summary["survivors_death_after_30_days"] > 0 and summary["deaths_on_day_30"] > 0
+
+
+def test_invalid_codes_planted_only_where_the_covariate_is_unknown(world200):
+    """SEX/ADMIMETH/STARTAGE/CLASSPAT invalid codes: counted once per episode, on analysis spells whose
+    covariate is unknown anyway (CLASSPAT: ordinary admissions), at far below 0.5% of rows."""
+    from shmi_spark.synth.dirty import INVALID_CODES
+    out, summary = world200
+    truth = json.loads((out / "truth" / "summary.json").read_text())["invalid_codes"]
+    assert "malformed_unknown_code_fields" not in summary and "unknown_code" not in summary["malformed_rows"]
+    ep = pd.read_parquet(out / "hes_apc").drop(columns="FYEAR")
+    # every planted value is there, each counted once however many copies of its row were written
+    assert {f: set(v) for f, v in truth.items()} == {f: set(v) for f, v in INVALID_CODES.items()}
+    dup = ep.duplicated(keep="first")
+    assert dup.sum() == summary["duplicate_epikey_rows"]
+    assert _invalid_counts(ep[~dup]) == truth
+    every = _invalid_counts(ep)
+    extra = _invalid_counts(ep[dup])
+    assert every == {f: {v: n + extra.get(f, {}).get(v, 0) for v, n in c.items()} for f, c in truth.items()}
+    ep = ep[~dup]
+    for f, c in truth.items():
+        assert 3 <= sum(c.values()) < 0.001 * len(ep), (f, c)
+    key = ["PROCODE3", "PROVSPNOPS"]
+    unknown = {"SEX": {"0", "9", ""}, "ADMIMETH": {"99", ""}, "STARTAGE": {"999", ""}, "CLASSPAT": {"1"}}
+    trusts = pd.read_csv(out / "reference" / "trusts.csv", dtype=str)
+    acute = set(trusts[trusts.TYPE == "acute"].PROCODE3)
+    for f in truth:
+        spells = ep.loc[_invalid(ep, f), key].drop_duplicates()
+        rows = ep.merge(spells, on=key)
+        # every row of such a spell has the unknown level (or an invalid code): so has the first episode
+        assert (rows[f].fillna("").isin(unknown[f]) | _invalid(rows, f)).all(), f
+        # ... and the spell is an analysis spell (acute trust, finished, discharged, not a stillbirth)
+        assert rows.PROCODE3.isin(acute).all() and (rows.EPISTAT == "3").all(), f
+        last = rows.sort_values(key + ["EPIORDER"]).groupby(key).tail(1)
+        assert last.DISDATE.notna().all() and (last.DISMETH != "5").all(), f
+        assert _valid_date(rows.ADMIDATE).notna().all(), f
 
 
 # ------------------------------------------------------------------ calibration and realism

@@ -32,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spells", metavar="DIR",
                         help="start from an existing spell table (a previous run's spells/): "
                              "skips ingest, validation, spells and linkage")
-    parser.add_argument("--out", metavar="DIR", help="output folder for this run")
+    parser.add_argument("--out", metavar="DIR",
+                        help="output folder: absent, empty, or an earlier run's output (replaced when the "
+                             "new run has written and checked everything)")
     when = parser.add_mutually_exclusive_group()
     when.add_argument("--period-end", metavar="YYYY-MM", help="last month of the 12-month reporting period")
     when.add_argument("--five-year", action="store_true",
@@ -41,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after the spell table ('spells') or run everything (default)")
     parser.add_argument("--publication", action="store_true",
                         help="also write disclosure-controlled CSVs under publication/")
+    parser.add_argument("--skip-bad-files", action="store_true",
+                        help="skip (and list) input files that fail the input contract instead of stopping")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override any setting of the profile (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="no per-stage console lines")
@@ -59,6 +63,8 @@ def settings_from_args(args) -> dict:
         s.setdefault("method", {})["five_year"] = True
     if args.publication:
         s.setdefault("output", {})["publication"] = True
+    if args.skip_bad_files:
+        s.setdefault("quality", {})["skip_bad_files"] = True
     return s
 
 
@@ -68,37 +74,57 @@ def ensure_default_world(cfg) -> "Config":  # noqa: F821
         return cfg
     world = Path(cfg.output.dir).resolve().parent / "default_world"
     if not (world / "truth" / "summary.json").is_file():
-        from ..synth.generate import generate
         import datetime as dt
+
+        from .synth import write_world
         print(f"[shmi] no input given: generating the default synthetic world "
               f"({DEFAULT_WORLD_ADMISSIONS:,} admissions) in {world}", flush=True)
-        generate(str(world), DEFAULT_WORLD_ADMISSIONS, DEFAULT_WORLD_SEED, dt.date(2005, 4, 1),
-                 dt.date(2010, 9, 30), workers=2)
+        if write_world(str(world), DEFAULT_WORLD_ADMISSIONS, DEFAULT_WORLD_SEED, dt.date(2005, 4, 1),
+                       dt.date(2010, 9, 30), workers=2) is None:
+            raise RuntimeError(f"the default world in {world} could not be generated")
     return cfg.replace("input", dir=str(world))
 
 
 def run(args) -> int:
+    import sys
+
     from ..config import load_config
+    from ..pipeline import prepare_run, run_pipeline
+    from ..runlog import start_run_log
+    from ..session import build_session
 
     cfg = load_config(args.conf, overrides=args.set, settings=settings_from_args(args))
     cfg = ensure_default_world(cfg)
-    from ..pipeline import run_pipeline
-    from ..session import build_session
-
-    spark = build_session(cfg.spark)
-    try:
-        summary = run_pipeline(spark, cfg, stage=args.stage, quiet=args.quiet)
-    finally:
-        spark.stop()
-    out = cfg.output.dir
-    v = summary["validate"]
-    print(f"[shmi] done in {summary['seconds_total']}s: {v['episodes_read']:,} episodes read "
-          f"({v['episodes_rejected']:,} rejected), {summary['spells']['spells_included']:,} spells, "
-          f"{summary['linkage']['deaths_linked']:,} deaths linked")
-    for p in summary.get("periods", []):
-        print(f"[shmi] period {p['period']}: {p['n_trusts']} trusts, SHMI banding "
-              f"{p['n_higher']} higher / {p['n_as_expected']} as expected / {p['n_lower']} lower, "
-              f"{p['n_outliers_998']} above 99.8%; phi={p['phi']:.3f} tau2={p['tau2']:.5f}; "
-              f"C={p['c_statistic_overall'] or float('nan'):.3f}")
-    print(f"[shmi] outputs in {out} (summary.json, shmi_trust.csv, ...)")
+    prepared = prepare_run(cfg)  # inputs, references and --out checked before Spark starts
+    command = " ".join(["shmi", *sys.argv[1:]])
+    log_file = start_run_log(cfg, command)
+    if not args.quiet:
+        print(f"[shmi] log: {log_file}", flush=True)
+    summary = run_pipeline(lambda: build_session(cfg.spark, log_file=str(log_file)), cfg, stage=args.stage,
+                           quiet=args.quiet, prepared=prepared, command=command)
+    print(done_lines(summary, cfg.output.dir), flush=True)
     return 0
+
+
+def done_lines(summary: dict, out: str) -> str:
+    """The closing console lines of a run."""
+    lines = []
+    s, link = summary.get("spells", {}), summary.get("linkage")
+    v = summary.get("validate")
+    head = f"[shmi] done in {summary['seconds_total']}s: "
+    if v:
+        head += (f"{v['episodes_read']:,} episodes read ({v['episodes_rejected']:,} rejected), "
+                 f"{v['deaths_read']:,} death records ({v['deaths_rejected']:,} rejected), ")
+    else:
+        head += f"spell table {s.get('read_from')}, "
+    head += f"{s.get('spells_included', 0):,} spells"
+    if link:
+        head += f", {link['deaths_linked']:,} deaths linked"
+    lines.append(head)
+    for p in summary.get("periods", []):
+        lines.append(f"[shmi] period {p['period']}: {p['n_trusts']} trusts, SHMI banding "
+                     f"{p['n_higher']} higher / {p['n_as_expected']} as expected / {p['n_lower']} lower, "
+                     f"{p['n_outliers_998']} above 99.8%; phi={p['phi']:.3f} tau2={p['tau2']:.5f}; "
+                     f"C={p['c_statistic_overall'] or float('nan'):.3f}")
+    lines.append(f"[shmi] outputs in {out} (summary.json, shmi_trust.csv, ...)")
+    return "\n".join(lines)

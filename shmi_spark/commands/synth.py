@@ -7,17 +7,23 @@ trust_effects.csv, planted_outliers.csv, trust_year_counts.csv, summary.json, ..
 --admissions is the number of analysis admissions (acute-trust spells that survive
 METHOD.md §2's exclusions; 36500000 is the paper's full scale).  The same seed and
 N give byte-identical files whatever the number of workers.
+
+DIR must be absent, empty, or an earlier world written by `shmi synth` (it has a
+_SHMI_OUTPUT.json marker): the world is generated beside it and replaces it only
+when complete; any other folder is refused and left untouched.
 """
 
 from __future__ import annotations
 
+import sys
 from datetime import date
 
 from ..errors import InputError
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (its synth sub-folders are replaced)")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="output folder: absent, empty, or an earlier world (replaced when done)")
     parser.add_argument("--admissions", required=True, type=int, metavar="N",
                         help="analysis admissions (acute spells surviving the exclusions)")
     parser.add_argument("--seed", type=int, default=1, metavar="S", help="random seed (default 1)")
@@ -35,6 +41,29 @@ def _date(text: str, what: str) -> date:
         raise InputError(f"--{what}: not a YYYY-MM-DD date: {text!r}") from None
 
 
+def write_world(out_dir: str, admissions: int, seed: int, start: date, end: date, *, workers: int = 2,
+                log=print) -> dict | None:
+    """Generate a world into a staging folder beside ``out_dir`` and move it into place when complete.
+
+    Refused (an :class:`InputError`) when ``out_dir`` is a file, a user's
+    folder or a run's output, before anything is generated.  Returns the
+    generator's summary, or None (``out_dir`` left unchanged) when the truth's
+    rule and the plan disagree — an internal error.
+    """
+    from ..outputs import OutputFolder, local_path
+    from ..synth.generate import generate
+
+    with OutputFolder(local_path(out_dir), kind="world", command=" ".join(sys.argv)) as out:
+        summary = generate(out.staging, admissions, seed, start, end, workers=workers, log=log)
+        mm = summary["rule_vs_plan_mismatches"]
+        if mm["included"] or mm["died"]:
+            print(f"shmi synth: internal error: truth rule and plan disagree: {mm}; {out_dir} left unchanged",
+                  file=sys.stderr)
+            return None
+        out.commit({"admissions": admissions, "seed": seed, "start": start.isoformat(), "end": end.isoformat()})
+    return summary
+
+
 def run(args) -> int:
     start, end = _date(args.start, "start"), _date(args.end, "end")
     if args.admissions < 1000:
@@ -49,8 +78,12 @@ def run(args) -> int:
         raise InputError(f"--start/--end: the window must span more than a year ({start} .. {end})")
     if start.month != 4 or start.day != 1:
         raise InputError(f"--start: the window must start on 1 April (a financial year), got {start}")
-    from ..synth.generate import generate
-    summary = generate(args.out, args.admissions, args.seed, start, end, workers=args.workers)
+    from ..outputs import is_uri
+    if is_uri(args.out):
+        raise InputError(f"--out {args.out}: shmi synth writes to a local folder (or a file: URI) only")
+    summary = write_world(args.out, args.admissions, args.seed, start, end, workers=args.workers)
+    if summary is None:
+        return 1
     if args.check:
         from ..synth.check import calibration_tables, format_calibration
         print(format_calibration(calibration_tables(summary["_calibration"])))
@@ -58,8 +91,4 @@ def run(args) -> int:
     print(f"shmi synth: wrote {summary['episode_rows_written']:,} episode rows, "
           f"{sum(sk.values()):,} spells ({sk['analysis']:,} analysis, {summary['analysis_deaths']:,} deaths), "
           f"{summary['ons_rows']:,} ONS rows to {args.out} in {summary['seconds']}s")
-    mm = summary["rule_vs_plan_mismatches"]
-    if mm["included"] or mm["died"]:
-        print(f"shmi synth: internal error: truth rule and plan disagree: {mm}")
-        return 1
     return 0

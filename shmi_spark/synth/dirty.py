@@ -1,8 +1,29 @@
-"""Planted data problems: dirty code spellings and malformed rows.
+"""Planted data problems: dirty code spellings, invalid covariate codes, malformed rows.
 
-Malformed rows sit only on junk patients (single-episode spells, no deaths),
-except exact duplicate EPIKEY rows, which repeat a real episode row — so the
-truth counts are the same whether or not a pipeline rejects them (it must).
+Three kinds, each planted where the truth is the same whatever a pipeline does
+with them as long as it follows METHOD.md §2:
+
+* **Dirty spellings** of diagnosis codes (dots, lower case, no X filler): the same
+  code, so the same group (:func:`dirty_codes`).
+* **Invalid covariate codes** (:data:`INVALID_CODES`, :func:`plant_invalid_codes`):
+  METHOD.md §2 says an invalid code in a covariate field is that covariate's
+  ``unknown`` level, counted per field and value — never a rejected episode.  So
+  they are written only on episode rows of *analysis* spells whose truth already is
+  the unknown level: ``SEX`` 'Q'/'X'/'3' on spells of unknown sex (instead of
+  0/9/blank), ``ADMIMETH`` 'X9'/'ZZ' on spells of unknown admission method (instead
+  of 99/blank), ``STARTAGE`` '150'/'abc' on spells of unknown age (instead of
+  999/blank), and ``CLASSPAT`` '7' on ordinary (CLASSPAT 1) spells, which stay
+  ordinary admissions (an invalid CLASSPAT is "not known": not a day case).  The
+  rows are accepted rows, so the truth's ``invalid_codes`` counts every planted
+  value once (an exact duplicate of a planted row is rejected as a duplicate).
+  About :data:`RATE_PER_KIND` rows per field per analysis admission (at least
+  :data:`MIN_PER_KIND_FIRST_CHUNK` in the first chunk when there are candidates),
+  far below the 0.5% of a field at which a run fails.
+* **Malformed rows** (:data:`JUNK_KINDS`: impossible or unparseable dates, an
+  episode ending before it starts, discharge before admission, an unknown
+  provider) sit only on junk patients (single-episode spells, no deaths), and
+  exact duplicate EPIKEY rows repeat a real episode row — so the truth counts are
+  the same whether or not a pipeline rejects them (it must).
 """
 
 from __future__ import annotations
@@ -12,15 +33,19 @@ import numpy as np
 from . import patients as P
 
 #: junk kinds (the ``junk`` field of a spell; 0 = a clean spell)
-JUNK_KINDS = ["impossible_date", "unparseable_date", "unknown_code", "end_before_start",
+JUNK_KINDS = ["impossible_date", "unparseable_date", "end_before_start",
               "discharge_before_admission", "unknown_procode"]
 #: the duplicate rows are made at episode level
 DUPLICATE = "duplicate_epikey"
 IMPOSSIBLE_DATES = ["2007-02-30", "2009-04-31", "2006-06-31"]
 UNPARSEABLE_DATES = ["31/13/2007", "abc", "2007/05/12"]
-UNKNOWN_CODES = [("CLASSPAT", "7"), ("SEX", "Q"), ("ADMIMETH", "X9")]
+#: invalid codes written on analysis spells whose covariate is already unknown (METHOD.md §2);
+#: appended to the field vocabularies of episodes.V
+INVALID_CODES = {"SEX": ["Q", "X", "3"], "ADMIMETH": ["X9", "ZZ"], "STARTAGE": ["150", "abc"],
+                 "CLASSPAT": ["7"]}
 UNKNOWN_PROCODE = "ZZ9"
-#: malformed rows of each kind per analysis admission (about 0.01% of rows in all)
+#: malformed rows of each kind, and invalid-code rows of each field, per analysis admission
+#: (about 0.01% of rows in all)
 RATE_PER_KIND = 0.000015
 MIN_PER_KIND_FIRST_CHUNK = 3
 #: share of diagnosis values written in a dirty spelling (dots, lower case, no X filler)
@@ -30,6 +55,24 @@ DIRTY_CODE_RATE = 0.01
 def per_kind(chunk: int, n: int) -> int:
     m = int(round(RATE_PER_KIND * n))
     return max(m, MIN_PER_KIND_FIRST_CHUNK) if chunk == 0 else m
+
+
+def plant_invalid_codes(rng, chunk: int, n: int, candidates: dict) -> dict:
+    """Rows and value indices of the invalid codes to write, per field.
+
+    ``candidates[field]``: the episode rows that may carry an invalid value of the
+    field (rows of analysis spells whose truth covariate is unknown, or CLASSPAT 1).
+    Takes ``per_kind(chunk, n)`` of them (fewer if there are not so many), sorted,
+    and gives them the field's invalid values in turn.  Returns
+    ``{field: (rows, k)}`` with ``k`` the index into ``INVALID_CODES[field]``.
+    """
+    out = {}
+    for field, values in INVALID_CODES.items():
+        cand = candidates[field]
+        m = min(per_kind(chunk, n), len(cand))
+        rows = np.sort(rng.choice(cand, m, replace=False)) if m else np.zeros(0, np.int64)
+        out[field] = (rows, np.arange(m) % len(values))
+    return out
 
 
 def junk_block(world, rng, chunk, n, new_people, rand_acute, A) -> dict:

@@ -2,6 +2,15 @@
 
 Codes and dates are indices into fixed vocabularies, turned into strings with
 ``pyarrow.compute.take``; ids are fixed-width strings built from byte buffers.
+
+Planted problems (see :mod:`.dirty`): dirty diagnosis spellings; invalid covariate
+codes (``SEX``, ``ADMIMETH``, ``STARTAGE``, ``CLASSPAT``) on a few episode rows of
+analysis spells whose truth is already the covariate's unknown level (or, for
+CLASSPAT, an ordinary admission) — METHOD.md §2 makes such a code the unknown level,
+not a reject, so the spell stays in with the same covariates; the malformed
+values of junk spells (rejected rows); and exact duplicate rows of a few analysis
+episodes.  ``info["invalid_codes"]`` counts the invalid values written, per field
+and value, once per distinct episode.
 """
 
 from __future__ import annotations
@@ -21,14 +30,15 @@ COLUMNS = (["HESID", "EPIKEY", "PROCODE3", "PROVSPNOPS", "EPIORDER", "EPISTAT", 
 V = {
     "EPISTAT": ["3", "1", "9"],
     "ADMIMETH": ["11", "12", "13", "21", "22", "23", "24", "25", "2A", "2B", "2C", "2D", "28", "31", "32",
-                 "81", "82", "83", "84", "89", "98", "99", "", "X9"],
+                 "81", "82", "83", "84", "89", "98", "99", ""] + dirty.INVALID_CODES["ADMIMETH"],
     "ADMISORC": ["19", "29", "39", "49", "50", "51", "52", "53", "54", "65", "66", "79", "85", "87", "88", "98", "99"],
     "DISDEST": ["19", "29", "49", "50", "51", "52", "53", "54", "65", "66", "79", "84", "87", "98", "99"],
     "DISMETH": ["1", "2", "3", "4", "5", "8", "9", ""],
-    "CLASSPAT": ["1", "2", "3", "4", "5", "7"],
-    "SEX": ["1", "2", "0", "9", "", "Q"],
+    "CLASSPAT": ["1", "2", "3", "4", "5"] + dirty.INVALID_CODES["CLASSPAT"],
+    "SEX": ["1", "2", "0", "9", ""] + dirty.INVALID_CODES["SEX"],
     "EPIORDER": [f"{i:02d}" for i in range(1, 31)],
-    "STARTAGE": [str(i) for i in range(121)] + [str(7000 + i) for i in range(1, 8)] + ["999", ""],
+    "STARTAGE": ([str(i) for i in range(121)] + [str(7000 + i) for i in range(1, 8)] + ["999", ""]
+                 + dirty.INVALID_CODES["STARTAGE"]),
     "TRETSPEF": ["300", "100", "110", "320", "340", "430", "420", "424", "501", "370", "800", "130", "101",
                  "120", "301", "315", "560", "180", "330", "361"],
     "IMD04_DECILE": [str(i) for i in range(1, 11)],
@@ -281,19 +291,26 @@ def build_episodes(world: World, voc: Vocab, sp: dict, rng: np.random.Generator)
         m = jk == J["unparseable_date"]
         bad = np.array([voc.bad_date[d] for d in dirty.UNPARSEABLE_DATES])[rng.integers(0, 3, E)]
         EPIEND = np.where(m, bad, EPIEND); DISDATE = np.where(m, bad, DISDATE)
-        m = np.nonzero(jk == J["unknown_code"])[0]
-        which = np.arange(len(m)) % 3
-        CLASSPAT[m[which == 0]] = IX["CLASSPAT"]["7"]
-        SEX = SEX.copy(); SEX[m[which == 1]] = IX["SEX"]["Q"]
-        AM_e = AM[sid].copy(); AM_e[m[which == 2]] = IX["ADMIMETH"]["X9"]
         m = jk == J["end_before_start"]
         EPIEND = np.where(m, EPISTART - 3, EPIEND); DISDATE = np.where(m, EPISTART - 3, DISDATE)
         m = jk == J["discharge_before_admission"]
         DISDATE = np.where(m, ADMIDATE - 2, DISDATE)
         m = jk == J["unknown_procode"]
         PROC = np.where(m, voc.unknown_procode, PROC)
-    else:
-        AM_e = AM[sid]
+    # ---------------- invalid covariate codes (METHOD.md §2: the covariate's unknown level)
+    # only on rows of analysis spells whose truth already is that unknown level (CLASSPAT:
+    # an ordinary admission), never on junk rows: every one is on an accepted row
+    AM_e = AM[sid].copy()
+    fields = {"SEX": SEX, "ADMIMETH": AM_e, "STARTAGE": STARTAGE, "CLASSPAT": CLASSPAT}
+    ana = kind == P.ANALYSIS
+    cand = {"SEX": np.nonzero(ana & (sexv[sid] == 2))[0], "ADMIMETH": np.nonzero(ana & (a[sid] == 2))[0],
+            "STARTAGE": np.nonzero(ana & unk)[0], "CLASSPAT": np.nonzero(ana & (CLASSPAT == 0))[0]}
+    for f, (r, k) in dirty.plant_invalid_codes(rng, chunk, sp["n_analysis"], cand).items():
+        fields[f][r] = np.array([IX[f][v] for v in dirty.INVALID_CODES[f]], np.int64)[k]
+    invalid = {}
+    for f, vals in dirty.INVALID_CODES.items():
+        arr = fields[f][jk == 0]
+        invalid[f] = {v: int((arr == IX[f][v]).sum()) for v in vals if (arr == IX[f][v]).any()}
     # ---------------- ids
     hes = hex_ids(_mix64((np.int64(chunk) << 32) + sp["person"][sid]))
     spell_global = (np.int64(chunk) << 28) + sp["spell_no"]
@@ -329,10 +346,7 @@ def build_episodes(world: World, voc: Vocab, sp: dict, rng: np.random.Generator)
             "palliative_z515": int((zflag & (sp["kind"] == 0)).sum()),
             "palliative_tretspef315": int((pal & (sp["kind"] == 0)).sum()),
             "charlson_duplicate_condition_codes": int((dup & (sp["kind"] == 0)).sum()),
-            "dirty_code_values": int((D >= voc.n_clean).sum()),
-            "junk_unknown_code": {"CLASSPAT": int(((jk == 3) & (CLASSPAT == IX["CLASSPAT"]["7"])).sum()),
-                                  "SEX": int(((jk == 3) & (SEX == IX["SEX"]["Q"])).sum()),
-                                  "ADMIMETH": int(((jk == 3) & (AM_e == IX["ADMIMETH"]["X9"])).sum())}}
+            "dirty_code_values": int((D >= voc.n_clean).sum()), "invalid_codes": invalid}
     info["rows"] = rows
     return table, fy, info
 

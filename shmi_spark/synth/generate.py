@@ -17,7 +17,7 @@ import pyarrow as pa
 from . import patients as P
 from . import truth as T
 from .chunk import build_chunk
-from .dirty import JUNK_KINDS, per_kind
+from .dirty import INVALID_CODES, JUNK_KINDS, per_kind
 from .episodes import Vocab, _mix64, build_episodes, hex_ids
 from .world import DEFAULT_CHARLSON, DEFAULT_DIAG, World, build_world, new_seedseq
 from .write import write_parquet, write_partitions
@@ -74,7 +74,7 @@ def _process(task):
         "non_acute_deaths": int(sp["died"][kind == P.NON_ACUTE].sum()),
         "mismatch_included": link["mismatch_included"], "mismatch_died": link["mismatch_died"],
         "malformed": {k: int((sp["junk"] == i + 1).sum()) for i, k in enumerate(JUNK_KINDS)},
-        "unknown_code_fields": info["junk_unknown_code"],
+        "invalid_codes": info["invalid_codes"],
         "symptom_first_episode": info["symptom_first_episode"], "palliative_z515": info["palliative_z515"],
         "palliative_tretspef315": info["palliative_tretspef315"],
         "charlson_duplicate_condition_codes": info["charlson_duplicate_condition_codes"],
@@ -106,10 +106,9 @@ def generate(out: Path, n: int, seed: int, start: date, end: date, workers: int 
              log=print) -> dict:
     t0 = time.time()
     out = Path(out)
-    if out.exists():
-        for sub in ("hes_apc", "ons_deaths", "reference", "truth"):
-            if (out / sub).exists():
-                shutil.rmtree(out / sub)
+    taken = [sub for sub in ("hes_apc", "ons_deaths", "reference", "truth") if (out / sub).exists()]
+    if taken:  # a world is written into a new folder (shmi synth's staging); nothing is ever replaced
+        raise ValueError(f"generate(): {out / taken[0]} exists; write the world into a new folder")
     out.mkdir(parents=True, exist_ok=True)
     world = build_world(seed, n, start, end, pilot=pilot_size(n))
     log(f"shmi synth: world built ({len(world.group_ids) - 1} groups, {world.n_acute} acute trusts) "
@@ -183,7 +182,8 @@ def generate(out: Path, n: int, seed: int, start: date, end: date, workers: int 
                        "day_case_or_regular_attender": int(sbk[P.DAY_CASE] + sbk[P.REGULAR] + sbk[P.TRAP_DAYCASE]),
                        "stillbirth": int(sbk[P.STILLBIRTH]), "non_acute_trust": int(sbk[P.NON_ACUTE])},
         "malformed_rows": dict(counts["malformed"], duplicate_epikey=counts["duplicate_epikey"]),
-        "malformed_unknown_code_fields": counts["unknown_code_fields"],
+        # METHOD.md §2: invalid covariate codes on accepted rows, {FIELD: {VALUE: count}}
+        "invalid_codes": {f: dict(v) for f, v in counts.get("invalid_codes", {}).items() if v},
         "duplicate_epikey_rows": counts["duplicate_epikey"],
         "people": counts["people"], "ons_rows": counts["ons_rows"],
         "ons_duplicate_registrations": counts["ons_duplicates"],
@@ -220,6 +220,8 @@ def generate(out: Path, n: int, seed: int, start: date, end: date, workers: int 
                   patient_cell_weights=np.round(world.patient_cell_w / world.patient_cell_w.sum(), 8),
                   extra_rates={P.KIND_NAMES[k]: v for k, v in P.EXTRA_RATES.items()},
                   malformed_rate_per_kind=per_kind(1, 1_000_000) / 1_000_000,
+                  invalid_code_rate_per_field=per_kind(1, 1_000_000) / 1_000_000,
+                  invalid_code_values=INVALID_CODES,
                   group_elective_share=dict(zip(map(int, world.group_ids), np.round(world.elective_p, 6))),
                   outliers=po.to_dict("records"))
     T.write_json(tdir / "params.json", params)

@@ -1,0 +1,806 @@
+"""Output folders that are never half-written and never destructive.
+
+A command that writes a folder (``shmi run --out``, ``shmi synth --out``) goes
+through :class:`OutputFolder`::
+
+    check_destination(dest, inputs, kind="run")          # before Spark starts
+    with OutputFolder(dest, inputs, kind="run", command=" ".join(sys.argv)) as out:
+        ...write everything under out.staging...
+        out.commit({"config_hash": ...})
+
+The rules, each enforced below:
+
+* **Refusals** (:func:`check_destination`, an :class:`InputError` naming the
+  path): the destination is a file; it is, lies inside or contains an input;
+  it is a non-empty folder without our marker (a user's folder is never
+  deleted or overwritten); it is an earlier output holding a file not in its
+  manifest; it is an earlier output of the other kind (``run`` / ``world``);
+  it is non-empty and overwriting is off; its nearest existing ancestor is not
+  a writable folder.
+* **Lock**: ``<parent>/.<name>.lock`` (JSON: run_id, pid, host, started_utc,
+  command), created atomically; a second run into the same folder fails fast
+  naming the lock and its holder.  A stale lock (same host and a dead pid, or
+  for another host or a URI not refreshed for ``stale_seconds``) is taken over
+  with a warning.  A daemon thread refreshes the lock's mtime every
+  ``stale_seconds / 10``; the lock is deleted on exit if it is still ours.
+* **Staging**: everything is written to ``<parent>/.<name>.staging-<run_id>/``
+  (holding a ``_STAGING`` file with the run id).  Until :meth:`commit` the
+  previous output is untouched; leaving the block without committing (an
+  exception, ``KeyboardInterrupt``, or a plain return) deletes the staging
+  folder.  Leftovers of dead runs (``.<name>.staging-*`` and ``.<name>.old-*``
+  folders) are deleted on entry, but only those holding one of our markers.
+* **Commit**: writes ``_SHMI_OUTPUT.json`` (kind, run_id, created_utc,
+  fingerprint, files: relative path → bytes) last, then moves the staging folder
+  into place: a rename if the destination is absent or empty; over an earlier
+  output, an atomic exchange (Linux ``renameat2(RENAME_EXCHANGE)``) where the
+  OS offers it, else ``dest → .<name>.old-<run_id>``, ``staging → dest``, delete
+  the old one.  A run finding ``dest`` missing and an ``.old-*`` output beside
+  it (killed between those two renames) puts the old output back first.
+
+Local paths and ``file:`` URIs use :class:`LocalFS`; other URIs (``hdfs:``,
+``s3a:``, ...) use :class:`HadoopFS`, Hadoop's FileSystem through a
+SparkSession's JVM, with the same handful of methods.  The logic is written
+once on top of either.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime as dt
+import errno
+import json
+import os
+import posixpath
+import re
+import secrets
+import shutil
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from urllib.parse import urlsplit
+
+from . import __version__
+from .errors import InputError
+
+MARKER = "_SHMI_OUTPUT.json"
+STAGING_MARKER = "_STAGING"
+KINDS = ("run", "world")
+STALE_SECONDS = 600.0
+
+_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]+:")
+_URI_ROOT = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]+:(//[^/]*)?$")
+_RUN_ID = r"\d{8}T\d{6}Z-[0-9a-f]{8}"
+_OWN_FILES = frozenset({MARKER, STAGING_MARKER})
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+_NO_EXCHANGE = frozenset({errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP})
+
+
+# ------------------------------------------------------------------ paths
+
+def is_uri(path: str) -> bool:
+    """True for a non-local URI (``hdfs:``, ``s3a:``, ...); ``file:`` URIs are local paths."""
+    return bool(_URI.match(path)) and not path.startswith("file:")
+
+
+def local_path(path: str) -> str:
+    """A local path or ``file:`` URI as an absolute path with symlinks resolved."""
+    if path.startswith("file:"):
+        path = urlsplit(path).path
+    return os.path.realpath(path)
+
+
+def _normal_uri(uri: str) -> str:
+    """``scheme://authority/path`` with the scheme and authority lower-cased and the path normalised."""
+    parts = urlsplit(uri)
+    path = posixpath.normpath(parts.path or "/")
+    path = "/" + path.lstrip("/")
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{path}".rstrip("/")
+
+
+def _comparable(path: str) -> tuple[str, str]:
+    """("local", real path) or ("uri", normalised URI): two paths overlap only within one kind."""
+    if is_uri(path):
+        return "uri", _normal_uri(path)
+    return "local", local_path(path)
+
+
+def _within(inner: str, outer: str) -> bool:
+    """``inner`` equals ``outer`` or lies under it (prefix on a ``/`` boundary)."""
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
+
+
+def _split(path: str) -> tuple[str, str]:
+    """(parent, name) of a local path or URI; a URI's parent keeps its scheme and authority.
+
+    A root (``/``, ``hdfs://nn/``) is its own parent, with an empty name.
+    """
+    stripped = path.rstrip("/")
+    if not stripped or _URI_ROOT.match(stripped):
+        return (path if path.endswith("/") else path + "/"), ""
+    head, _, name = stripped.rpartition("/")
+    if head == "" or _URI_ROOT.match(head):
+        head += "/"
+    return head, name
+
+
+def _join(parent: str, name: str) -> str:
+    """``parent/name`` for a local path or URI."""
+    return parent + name if parent.endswith("/") else f"{parent}/{name}"
+
+
+def _utc_now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def new_run_id() -> str:
+    """A run id: UTC time and 8 random hex digits, e.g. ``20261122T101500Z-3f9a0c21``."""
+    return f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+
+
+def warn_stderr(message: str) -> None:
+    """The default ``warn``: one line on stderr."""
+    print(f"shmi: warning: {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ backends
+
+class LocalFS:
+    """The local filesystem, on plain absolute paths.
+
+    Both backends offer: exists, is_dir, entries (name, is a folder, size),
+    mkdirs, rename, delete (recursive), remove_empty, create_exclusive, read,
+    write, mtime, touch, writable, exchange; and ``pid_rule``, whether a lock
+    holder on this host may be judged by its pid.
+
+    ``atomic_exchange=False`` disables ``renameat2`` (the rename fallback is
+    then used, as on systems without it).
+    """
+
+    pid_rule = True  # a lock's holder on this host can be checked by its pid
+
+    def __init__(self, atomic_exchange: bool = True) -> None:
+        self.atomic_exchange = atomic_exchange
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def is_dir(self, path: str) -> bool:
+        return os.path.isdir(path)
+
+    def entries(self, path: str) -> list[tuple[str, bool, int]]:
+        """(name, is a folder, size in bytes) of a folder's entries; symlinks count as files."""
+        with os.scandir(path) as it:
+            return [(e.name, e.is_dir(follow_symlinks=False), e.stat(follow_symlinks=False).st_size)
+                    for e in it]
+
+    def mkdirs(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+
+    def rename(self, src: str, dst: str) -> None:
+        os.rename(src, dst)
+
+    def delete(self, path: str, *, attempts: int = 5) -> None:
+        """Delete a file, or a folder and everything in it.
+
+        A task of a run being stopped may still be writing into the folder: a
+        deletion that meets a new file is tried again, up to ``attempts`` times.
+        """
+        if not (os.path.isdir(path) and not os.path.islink(path)):
+            os.remove(path)
+            return
+        for attempt in range(attempts):
+            try:
+                shutil.rmtree(path)
+                return
+            except FileNotFoundError:
+                if not os.path.lexists(path):
+                    return
+                error = None
+            except OSError as exc:
+                error = exc
+            if attempt == attempts - 1 and error is not None:
+                raise error
+            time.sleep(0.2 * (attempt + 1))
+
+    def remove_empty(self, path: str) -> None:
+        os.rmdir(path)
+
+    def create_exclusive(self, path: str, data: bytes) -> bool:
+        """Create ``path`` holding ``data`` atomically; False if it already exists."""
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return True
+
+    def read(self, path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    def write(self, path: str, data: bytes) -> None:
+        with open(path, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def mtime(self, path: str) -> float:
+        return os.stat(path).st_mtime
+
+    def touch(self, path: str) -> None:
+        os.utime(path)
+
+    def writable(self, path: str) -> bool:
+        return os.access(path, os.W_OK | os.X_OK)
+
+    def exchange(self, a: str, b: str) -> bool:
+        """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False if unavailable."""
+        if not self.atomic_exchange:
+            return False
+        try:
+            fn = ctypes.CDLL(None, use_errno=True).renameat2
+        except (OSError, AttributeError):
+            return False
+        fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        fn.restype = ctypes.c_int
+        if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+            return True
+        err = ctypes.get_errno()
+        if err in _NO_EXCHANGE:
+            return False
+        raise OSError(err, os.strerror(err), a, None, b)
+
+
+class HadoopFS:
+    """Hadoop's FileSystem (``hdfs:``, ``s3a:``, ``file:``, ...) through a SparkSession's JVM.
+
+    Java exceptions become ``OSError`` (``FileExistsError``,
+    ``FileNotFoundError`` where they mean that).  There is no atomic exchange
+    and a lock holder's pid cannot be checked: locks go stale by mtime only.
+    """
+
+    pid_rule = False
+
+    def __init__(self, spark) -> None:
+        self._jvm = spark._jvm
+        self._conf = spark._jsc.hadoopConfiguration()
+
+    def _call(self, path: str, action: Callable):
+        """``action(filesystem, hadoop_path)`` with Java errors as OSError."""
+        from py4j.protocol import Py4JJavaError
+        try:
+            p = self._jvm.org.apache.hadoop.fs.Path(path)
+            return action(p.getFileSystem(self._conf), p)
+        except Py4JJavaError as exc:
+            text = str(exc.java_exception.toString())
+        if "FileAlreadyExistsException" in text or "AlreadyBeingCreatedException" in text:
+            raise FileExistsError(errno.EEXIST, text, path)
+        if "FileNotFoundException" in text:
+            raise FileNotFoundError(errno.ENOENT, text, path)
+        raise OSError(errno.EIO, text, path)
+
+    def _path(self, path: str):
+        return self._jvm.org.apache.hadoop.fs.Path(path)
+
+    def exists(self, path: str) -> bool:
+        return bool(self._call(path, lambda fs, p: fs.exists(p)))
+
+    def is_dir(self, path: str) -> bool:
+        try:
+            return bool(self._call(path, lambda fs, p: fs.getFileStatus(p).isDirectory()))
+        except FileNotFoundError:
+            return False
+
+    def entries(self, path: str) -> list[tuple[str, bool, int]]:
+        """(name, is a folder, size in bytes) of a folder's entries."""
+        return self._call(path, lambda fs, p: [(str(s.getPath().getName()), bool(s.isDirectory()), int(s.getLen()))
+                                               for s in fs.listStatus(p)])
+
+    def mkdirs(self, path: str) -> None:
+        if not self._call(path, lambda fs, p: fs.mkdirs(p)):
+            raise OSError(errno.EIO, "mkdirs failed", path)
+
+    def rename(self, src: str, dst: str) -> None:
+        """Rename; refuses an existing ``dst`` (Hadoop would move ``src`` into it)."""
+        if self.exists(dst):
+            raise FileExistsError(errno.EEXIST, "rename target exists", dst)
+        if not self._call(src, lambda fs, p: fs.rename(p, self._path(dst))):
+            raise OSError(errno.EIO, f"rename to {dst} failed", src)
+
+    def delete(self, path: str) -> None:
+        """Delete a file, or a folder and everything in it."""
+        self._call(path, lambda fs, p: fs.delete(p, True))
+
+    def remove_empty(self, path: str) -> None:
+        self._call(path, lambda fs, p: fs.delete(p, False))
+
+    def create_exclusive(self, path: str, data: bytes) -> bool:
+        """Create ``path`` holding ``data`` (``create(path, overwrite=False)``); False if it exists."""
+        try:
+            self._call(path, lambda fs, p: self._write_stream(fs.create(p, False), data))
+        except FileExistsError:
+            return False
+        return True
+
+    @staticmethod
+    def _write_stream(stream, data: bytes) -> None:
+        try:
+            stream.write(bytearray(data))
+        finally:
+            stream.close()
+
+    def read(self, path: str) -> bytes:
+        def read(fs, p):
+            stream = fs.open(p)
+            try:
+                return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+            finally:
+                stream.close()
+        return self._call(path, read)
+
+    def write(self, path: str, data: bytes) -> None:
+        self._call(path, lambda fs, p: self._write_stream(fs.create(p, True), data))
+
+    def mtime(self, path: str) -> float:
+        return self._call(path, lambda fs, p: fs.getFileStatus(p).getModificationTime()) / 1000.0
+
+    def touch(self, path: str) -> None:
+        self._call(path, lambda fs, p: fs.setTimes(p, int(time.time() * 1000), -1))
+
+    def writable(self, path: str) -> bool:
+        return True  # permissions are enforced by the cluster when writing
+
+    def exchange(self, a: str, b: str) -> bool:
+        return False
+
+
+def filesystem(dest: str, spark=None):
+    """The backend for ``dest``: :class:`LocalFS` for local paths and ``file:`` URIs, else :class:`HadoopFS`."""
+    if not is_uri(dest):
+        return LocalFS()
+    if spark is None:
+        raise ValueError(f"a SparkSession is needed to write to {dest}")
+    return HadoopFS(spark)
+
+
+def _resolve(dest: str, fs) -> str:
+    """``dest`` as the backend addresses it: a real local path for LocalFS, the URI for HadoopFS."""
+    return local_path(dest) if isinstance(fs, LocalFS) else dest.rstrip("/")
+
+
+# ------------------------------------------------------------------ markers and manifests
+
+def _valid_marker(marker) -> bool:
+    """A marker has a known kind, a run id and a manifest."""
+    return (isinstance(marker, dict) and marker.get("kind") in KINDS and isinstance(marker.get("run_id"), str)
+            and isinstance(marker.get("files"), dict))
+
+
+def _marker(fs, path: str) -> dict | None:
+    """The marker of the output folder ``path`` (backend path), or None if absent or invalid."""
+    try:
+        marker = json.loads(fs.read(_join(path, MARKER)))
+    except (OSError, ValueError):
+        return None
+    return marker if _valid_marker(marker) else None
+
+
+def read_marker(dest: str, *, fs=None, spark=None) -> dict | None:
+    """The ``_SHMI_OUTPUT.json`` of an earlier output at ``dest``, or None if there is no valid one."""
+    fs = fs or filesystem(dest, spark)
+    return _marker(fs, _resolve(dest, fs))
+
+
+def _files(fs, root: str, prefix: str = "") -> dict[str, int]:
+    """Relative path → size of every file under ``root``, sorted."""
+    found: dict[str, int] = {}
+    for name, is_dir, size in sorted(fs.entries(_join(root, prefix) if prefix else root)):
+        rel = f"{prefix}/{name}" if prefix else name
+        if is_dir:
+            found.update(_files(fs, root, rel))
+        else:
+            found[rel] = size
+    return found
+
+
+def _own_file(rel: str) -> bool:
+    """Our bookkeeping files (and Hadoop's ``.<name>.crc`` checksums of them) at the top level."""
+    return rel in _OWN_FILES or (rel.startswith(".") and rel.endswith(".crc") and rel[1:-4] in _OWN_FILES)
+
+
+def _manifest(fs, staging: str) -> dict[str, int]:
+    """The manifest of a staging folder: every file and its size, bookkeeping files excepted."""
+    return {rel: size for rel, size in _files(fs, staging).items() if not _own_file(rel)}
+
+
+def _foreign(fs, path: str, marker: dict) -> str | None:
+    """The first file under an earlier output that its manifest does not list (folders only hold files)."""
+    listed = marker["files"]
+    for rel in _files(fs, path):
+        if rel in listed or _own_file(rel):
+            continue
+        head, _, name = rel.rpartition("/")
+        if name.startswith(".") and name.endswith(".crc") and (f"{head}/" if head else "") + name[1:-4] in listed:
+            continue  # Hadoop's checksum of a listed file
+        return rel
+    return None
+
+
+def _ours(fs, path: str) -> bool:
+    """A folder we may delete: it holds a ``_STAGING`` marker or a valid output marker."""
+    return fs.exists(_join(path, STAGING_MARKER)) or _marker(fs, path) is not None
+
+
+# ------------------------------------------------------------------ the checks
+
+def _overlapping_input(dest: str, inputs: Iterable[str]) -> str | None:
+    """The first input that ``dest`` equals, lies inside, or contains."""
+    d_kind, d = _comparable(dest)
+    for given in inputs:
+        if not given:
+            continue
+        i_kind, i = _comparable(given)
+        if i_kind == d_kind and (_within(d, i) or _within(i, d)):
+            return given
+    return None
+
+
+def _ancestor_problem(fs, path: str, dest: str) -> str | None:
+    """Why the folder holding ``path`` cannot be written (its nearest existing ancestor), or None."""
+    parent, name = _split(path)
+    if not name:
+        return f"output folder {dest} is the root of a filesystem: choose a folder inside it"
+    while not fs.exists(parent):
+        up, _ = _split(parent)
+        if up == parent:
+            break
+        parent = up
+    if not fs.is_dir(parent):
+        return f"output folder {dest}: {parent} is not a folder"
+    if not fs.writable(parent):
+        return f"output folder {dest}: {parent} is not writable"
+    return None
+
+
+def _contents_problem(fs, path: str, dest: str, kind: str, overwrite: bool) -> str | None:
+    """Why an existing folder ``path`` may not be replaced, or None (absent, empty, or our own output)."""
+    if not fs.exists(path):
+        return None
+    if not fs.is_dir(path):
+        return f"output folder {dest} is a file, not a folder: choose another --out"
+    if not fs.entries(path):
+        return None
+    if not overwrite:
+        return (f"output folder {dest} is not empty and overwriting is off (output.overwrite = false): "
+                "choose an empty or new folder")
+    marker = _marker(fs, path)
+    if marker is None:
+        return (f"output folder {dest} is not empty and is not an output of shmi (no {MARKER}): "
+                "it is never deleted or overwritten; choose an empty or new folder")
+    if marker["kind"] != kind:
+        return (f"output folder {dest} holds a shmi {marker['kind']} output, not a {kind} output: "
+                "choose another --out")
+    rel = _foreign(fs, path, marker)
+    if rel is not None:
+        return (f"output folder {dest} holds {_join(dest.rstrip('/'), rel)}, which was not written by shmi; "
+                "move it away or choose another --out")
+    return None
+
+
+def check_destination(dest: str, inputs: Iterable[str], *, overwrite: bool = True, kind: str = "run",
+                      fs=None) -> None:
+    """Refuse (:class:`InputError`, one line naming the path) an output folder that must not be written.
+
+    Refused: ``dest`` equal to, inside, or containing any of ``inputs`` (real
+    local paths; URIs compared as normalised strings on ``/`` boundaries;
+    empty inputs ignored); ``dest`` a file; its nearest existing ancestor not a
+    writable folder; ``dest`` non-empty with ``overwrite`` off; ``dest``
+    non-empty without a valid ``_SHMI_OUTPUT.json`` (a user's folder); an
+    earlier output of another ``kind``; an earlier output holding a file its
+    manifest does not list.  Nothing is written.  For a non-local URI without
+    ``fs`` (no Spark yet) only the input overlap is checked here; the rest is
+    checked again on entering :class:`OutputFolder`.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if not dest:
+        raise InputError("no output folder given: set --out DIR")
+    clash = _overlapping_input(dest, inputs)
+    if clash is not None:
+        raise InputError(f"output folder {dest} overlaps the input {clash} (equal, inside or containing it): "
+                         "write the output to another folder")
+    if fs is None:
+        if is_uri(dest):
+            return
+        fs = LocalFS()
+    path = _resolve(dest, fs)
+    problem = _ancestor_problem(fs, path, dest) or _contents_problem(fs, path, dest, kind, overwrite)
+    if problem:
+        raise InputError(problem)
+
+
+# ------------------------------------------------------------------ the lock
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Heartbeat(threading.Thread):
+    """Refreshes the lock's mtime every ``interval`` seconds until stopped."""
+
+    def __init__(self, fs, path: str, interval: float) -> None:
+        super().__init__(name="shmi-output-lock", daemon=True)
+        self._fs, self._path, self._interval = fs, path, interval
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self._interval):
+            try:
+                self._fs.touch(self._path)
+            except OSError:
+                pass  # the lock is gone; release() reports nothing to do
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(timeout=30)
+
+
+# ------------------------------------------------------------------ the folder
+
+class OutputFolder:
+    """A destination folder written through a staging folder, under a lock (see the module doc).
+
+    ``with OutputFolder(dest, inputs, kind=..., command=...) as out:`` checks
+    the destination, takes the lock, recovers a half-swapped earlier output,
+    deletes dead runs' leftovers and creates ``out.staging`` (same style as
+    ``dest``: a local path, or ``file://`` / Hadoop URI).  Write there, then
+    call ``out.commit(fingerprint)``.  Leaving the block without committing
+    deletes the staging folder; the lock is released either way.  ``spark`` is
+    needed for non-local URIs; ``fs`` forces a backend.
+    """
+
+    def __init__(self, dest: str, inputs: Iterable[str] = (), *, kind: str = "run", overwrite: bool = True,
+                 command: str = "", spark=None, fs=None, warn: Callable[[str], None] | None = None,
+                 stale_seconds: float = STALE_SECONDS) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if stale_seconds <= 0:
+            raise ValueError(f"stale_seconds must be positive, got {stale_seconds}")
+        self.dest, self.kind, self.overwrite, self.command = dest, kind, overwrite, command
+        self.inputs = list(inputs)
+        self.fs = fs or filesystem(dest, spark)
+        self.warn = warn or warn_stderr
+        self.stale_seconds = stale_seconds
+        self.run_id = new_run_id()
+        self._path = _resolve(dest, self.fs)
+        self._parent, self._name = _split(self._path)
+        self.lock_path = _join(self._parent, f".{self._name}.lock")
+        self._staging = _join(self._parent, f".{self._name}.staging-{self.run_id}")
+        styled = isinstance(self.fs, LocalFS) and dest.startswith("file:")
+        self.staging = f"file://{self._staging}" if styled else self._staging
+        self._heartbeat: _Heartbeat | None = None
+        self._active = False
+        self.committed = False
+
+    # ---- entering and leaving
+
+    def __enter__(self) -> "OutputFolder":
+        self._check()
+        try:
+            self.fs.mkdirs(self._parent)
+        except OSError as exc:
+            raise InputError(f"output folder {self.dest}: cannot create {self._parent}: {exc.strerror}") from None
+        self._acquire()
+        ready = False
+        try:
+            self._recover()
+            self._check()
+            self._clean_leftovers()
+            self.fs.mkdirs(self._staging)
+            self.fs.write(_join(self._staging, STAGING_MARKER), self.run_id.encode())
+            ready = True
+        finally:
+            if not ready:  # refused or interrupted while entering: leave nothing behind
+                self._discard()
+                self._release()
+        self._active = True
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            if not self.committed:
+                self._discard()
+        finally:
+            self._active = False
+            self._release()
+        return False
+
+    def _check(self) -> None:
+        """:func:`check_destination` for this folder, through its backend."""
+        check_destination(self.dest, self.inputs, overwrite=self.overwrite, kind=self.kind, fs=self.fs)
+
+    # ---- the lock
+
+    def _lock_info(self) -> bytes:
+        return json.dumps({"run_id": self.run_id, "pid": os.getpid(), "host": socket.gethostname(),
+                           "started_utc": _utc_now(), "command": self.command}).encode()
+
+    def _read_lock(self) -> tuple[bytes | None, dict | None]:
+        """(raw bytes or None if there is no lock, parsed holder or None if unreadable)."""
+        try:
+            raw = self.fs.read(self.lock_path)
+        except FileNotFoundError:
+            return None, None
+        try:
+            holder = json.loads(raw)
+        except ValueError:
+            return raw, None
+        return raw, holder if isinstance(holder, dict) else None
+
+    def _stale_reason(self, holder: dict | None) -> str | None:
+        """Why the current lock is stale, or None if its holder may be alive."""
+        pid = holder.get("pid") if holder else None
+        if (self.fs.pid_rule and isinstance(pid, int) and holder.get("host") == socket.gethostname()):
+            return None if _pid_alive(pid) else f"process {pid} is no longer running"
+        age = time.time() - self.fs.mtime(self.lock_path)
+        return f"not refreshed for {age:.0f} s" if age > self.stale_seconds else None
+
+    def _held(self, holder: dict | None) -> InputError:
+        who = (f"run {holder.get('run_id')} (pid {holder.get('pid')} on {holder.get('host')}, "
+               f"started {holder.get('started_utc')})" if holder else "an unknown run (unreadable lock)")
+        return InputError(f"output folder {self.dest} is in use: lock {self.lock_path} is held by {who}; "
+                          "wait for it to finish or choose another --out")
+
+    def _try_create(self) -> bool:
+        try:
+            return self.fs.create_exclusive(self.lock_path, self._lock_info())
+        except OSError as exc:
+            raise InputError(f"output folder {self.dest}: cannot create the lock {self.lock_path}: "
+                             f"{exc.strerror or exc}") from None
+
+    def _acquire(self) -> None:
+        """Take the lock, taking over a stale one (with a warning); start the heartbeat."""
+        if not self._try_create():
+            raw, holder = self._read_lock()
+            if raw is not None:
+                try:
+                    reason = self._stale_reason(holder)
+                except FileNotFoundError:
+                    reason = "gone"
+                if reason is None:
+                    raise self._held(holder)
+                self._take_over(raw, holder, reason)
+            if not self._try_create():
+                raise self._held(self._read_lock()[1])
+        self._heartbeat = _Heartbeat(self.fs, self.lock_path, self.stale_seconds / 10)
+        self._heartbeat.start()
+
+    def _take_over(self, raw: bytes, holder: dict | None, reason: str) -> None:
+        """Delete a stale lock, only if it still holds the bytes judged stale.
+
+        (Two runs taking over the same stale lock at the same instant could
+        both succeed in the window between that re-read and the delete.)
+        """
+        who = (f"run {holder.get('run_id')} (pid {holder.get('pid')} on {holder.get('host')})" if holder
+               else "an unknown run (unreadable lock)")
+        self.warn(f"taking over the stale lock {self.lock_path} of {who}: {reason}")
+        try:
+            if self.fs.read(self.lock_path) == raw:
+                self.fs.delete(self.lock_path)
+        except FileNotFoundError:
+            pass
+
+    def _release(self) -> None:
+        """Stop the heartbeat; delete the lock if it is still ours."""
+        if self._heartbeat is None:
+            return
+        self._heartbeat.stop()
+        self._heartbeat = None
+        try:
+            _, holder = self._read_lock()
+            if holder and holder.get("run_id") == self.run_id:
+                self.fs.delete(self.lock_path)
+        except OSError as exc:
+            self.warn(f"could not release the lock {self.lock_path}: {exc}")
+
+    # ---- leftovers and recovery
+
+    def _siblings(self, what: str) -> list[str]:
+        """Backend paths of ``.<name>.<what>-<run_id>`` folders beside the destination, newest run first."""
+        pattern = re.compile(rf"\.{re.escape(self._name)}\.{what}-{_RUN_ID}")
+        names = [n for n, is_dir, _ in self.fs.entries(self._parent) if is_dir and pattern.fullmatch(n)]
+        return [_join(self._parent, n) for n in sorted(names, reverse=True)]
+
+    def _recover(self) -> None:
+        """Destination missing but an ``.old-*`` output beside it: a swap was cut short; put it back."""
+        if self.fs.exists(self._path):
+            return
+        for old in self._siblings("old"):
+            if _marker(self.fs, old) is not None:
+                self.fs.rename(old, self._path)
+                self.warn(f"restored the previous output {self.dest} from {old} "
+                          "(an earlier run stopped while replacing it)")
+                return
+
+    def _clean_leftovers(self) -> None:
+        """Delete dead runs' staging and old folders beside the destination (ours only)."""
+        for path in self._siblings("staging") + self._siblings("old"):
+            if path != self._staging:
+                self._delete_ours(path, "a dead run's leftover")
+
+    def _delete_ours(self, path: str, what: str) -> None:
+        """Delete ``path`` if it holds one of our markers; otherwise leave it, with a warning."""
+        try:
+            if not self.fs.exists(path):
+                return
+            if not _ours(self.fs, path):
+                self.warn(f"left {path} alone: it has no shmi marker")
+                return
+            # the marker goes last: a deletion cut short leaves a folder the next run still knows as ours
+            if self.fs.is_dir(path):
+                for name, _, _ in self.fs.entries(path):
+                    if name not in (MARKER, STAGING_MARKER):
+                        self.fs.delete(_join(path, name))
+            self.fs.delete(path)
+        except OSError as exc:
+            self.warn(f"could not delete {what} {path}: {exc}; the next run into {self.dest} retries")
+
+    def _discard(self) -> None:
+        """Delete this run's staging folder (an uncommitted run leaves nothing behind)."""
+        self._delete_ours(self._staging, "the staging folder")
+
+    # ---- commit
+
+    def commit(self, fingerprint: dict) -> dict:
+        """Write the marker last, then move the staging folder into place; return the marker.
+
+        The destination is checked again first (a file dropped into an earlier
+        output since the run began refuses the commit).  Over an earlier output
+        the move is an atomic exchange where available, else two renames via
+        ``.<name>.old-<run_id>``; the previous output is then deleted.
+        """
+        if not self._active or self.committed:
+            raise RuntimeError("commit() must be called once, inside the with block")
+        self._check()
+        marker = {"kind": self.kind, "run_id": self.run_id, "created_utc": _utc_now(),
+                  "shmi_spark_version": __version__, "fingerprint": fingerprint,
+                  "files": _manifest(self.fs, self._staging)}
+        self.fs.write(_join(self._staging, MARKER), json.dumps(marker, indent=1).encode())
+        self.fs.delete(_join(self._staging, STAGING_MARKER))
+        self._move_into_place()
+        return marker
+
+    def _move_into_place(self) -> None:
+        """Rename (absent or empty destination), exchange, or the two-rename fallback; then drop the old."""
+        fs, dest, staging = self.fs, self._path, self._staging
+        if fs.exists(dest) and not fs.entries(dest):
+            fs.remove_empty(dest)
+        if not fs.exists(dest):
+            fs.rename(staging, dest)
+            self.committed = True
+            return
+        if fs.exchange(staging, dest):
+            self.committed = True
+            self._delete_ours(staging, "the previous output")
+            return
+        old = _join(self._parent, f".{self._name}.old-{self.run_id}")
+        fs.rename(dest, old)
+        try:
+            fs.rename(staging, dest)
+        except OSError:
+            fs.rename(old, dest)
+            raise
+        self.committed = True
+        self._delete_ours(old, "the previous output")
