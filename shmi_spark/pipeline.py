@@ -331,7 +331,7 @@ def stage_validate(spark: SparkSession, prepared: Prepared, trusts: pd.DataFrame
     summary["validate"]["quality_gate"] = {"passed": not failures, "failures": failures}
     for failure in failures[1:]:
         log.warn(failure)
-    check_quality(ep_report, de_report, invalid, cfg.quality)
+    check_quality(failures)
 
     episodes, ep_rejects = split_flagged(flagged)
     deaths, de_rejects = split_deaths(d_flagged)

@@ -177,20 +177,26 @@ def gate_failures(episodes: InputReport, deaths: InputReport, invalid: dict,
     return failures
 
 
-def format_report(rep: InputReport, *, top: int = 8) -> list[str]:
-    """Console lines: rows read, accepted, rejected, and the main reasons."""
+def format_report(rep: InputReport, *, top: int = 8, top_files: int = 5) -> list[str]:
+    """Console lines: rows read, accepted, rejected; the main reasons; the files with most rejects."""
     lines = [f"{rep.what}: {rep.read:,} rows read, {rep.accepted:,} accepted, {rep.rejected:,} rejected"]
     for r in rep.by_reason.head(top).itertuples(index=False):
         field = f" {r.FIELD}" if r.FIELD else ""
         lines.append(f"    {r.N:>10,}  {r.REASON}{field}  e.g. {r.EXAMPLE!r}")
     if len(rep.by_reason) > top:
         lines.append(f"    ... and {len(rep.by_reason) - top} more reasons (summary.json)")
+    files = rep.by_file[rep.by_file["REJECTED"] > 0].sort_values(["REJECTED", "SOURCE_FILE"],
+                                                                 ascending=[False, True], kind="mergesort")
+    if len(rep.by_file) > 1:
+        for f in files.head(top_files).itertuples(index=False):
+            lines.append(f"    {f.REJECTED:>10,}  of {f.READ:,} rejected in {f.SOURCE_FILE}")
+        if len(files) > top_files:
+            lines.append(f"    ... and {len(files) - top_files} more files with rejects (summary.json)")
     return lines
 
 
-def check_quality(episodes: InputReport, deaths: InputReport, invalid: dict, quality: QualityConfig) -> None:
-    """Raise :class:`DataQualityError` with the first failure (and a count of the others)."""
-    failures = gate_failures(episodes, deaths, invalid, quality)
+def check_quality(failures: list[str]) -> None:
+    """Raise :class:`DataQualityError` with the first of :func:`gate_failures` (and a count of the others)."""
     if failures:
         more = f" (and {len(failures) - 1} more problem(s), listed above)" if len(failures) > 1 else ""
         raise DataQualityError(f"data-quality gate: {failures[0]}{more}")

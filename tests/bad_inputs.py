@@ -456,27 +456,18 @@ def _dod_garbage(c: Context) -> list[str]:
     return c.run(inp)
 
 
-def _admidate_garbled_share(c: Context) -> list[str]:
-    inp = c.copy_world()
+def _share_set_to(column: str, value: str, share: float) -> Callable[[Context], list[str]]:
+    """A share of the episodes get ``value`` in ``column``."""
+    def build(c: Context) -> list[str]:
+        inp = c.copy_world()
 
-    def garble(df: pd.DataFrame) -> pd.DataFrame:
-        hit = every_nth(df, 0.02)
-        out = df.copy()
-        out.loc[hit, "ADMIDATE"] = "2007.05.12"
-        return out
-    alter_hes(inp, garble)
-    return c.run(inp)
-
-
-def _sex_invalid_share(c: Context) -> list[str]:
-    inp = c.copy_world()
-
-    def sex(df: pd.DataFrame) -> pd.DataFrame:
-        out = df.copy()
-        out.loc[every_nth(df, 0.05), "SEX"] = "M"
-        return out
-    alter_hes(inp, sex)
-    return c.run(inp)
+        def alter(df: pd.DataFrame) -> pd.DataFrame:
+            out = df.copy()
+            out.loc[every_nth(df, share), column] = value
+            return out
+        alter_hes(inp, alter)
+        return c.run(inp)
+    return build
 
 
 def _trust_missing_from_reference(c: Context) -> list[str]:
@@ -705,9 +696,9 @@ CASES: list[Case] = [
     # --- the data-quality gate
     Case("dod_garbage", "every DOD as yyyy.mm.dd text", _dod_garbage, 2,
          r"deaths: none of the [\d,]+ rows was accepted: INVALID_DATE DOD, e\.g\. '\d{4}\.\d\d\.\d\d'"),
-    Case("admidate_garbled_2pc", "2% of ADMIDATE unparseable", _admidate_garbled_share, 2,
+    Case("admidate_garbled_2pc", "2% of ADMIDATE unparseable", _share_set_to("ADMIDATE", "2007.05.12", 0.02), 2,
          r"INVALID_DATE on ADMIDATE rejects .*limit 0\.5%.*'2007\.05\.12'"),
-    Case("sex_invalid_5pc", "5% of SEX 'M'", _sex_invalid_share, 2, r"invalid SEX, e\.g\. 'M'"),
+    Case("sex_invalid_5pc", "5% of SEX 'M'", _share_set_to("SEX", "M", 0.05), 2, r"invalid SEX, e\.g\. 'M'"),
     Case("trust_missing_from_reference", "the busiest trust missing from trusts.csv", _trust_missing_from_reference,
          2, r"UNKNOWN_PROVIDER on PROCODE3 rejects"),
     Case("year_of_hes_missing", "hes_apc/FYEAR=0708 missing", _year_of_hes_missing, 2,
