@@ -32,10 +32,10 @@ def main() -> None:
     import numpy as np
     from pyspark.sql import functions as F
 
-    from shmi_spark.cells import covariate_cells
+    from shmi_spark.model.cells import covariate_cells
     from shmi_spark.config import load_config
-    from shmi_spark.models import fit_group_models
-    from shmi_spark.periods import rolling_period
+    from shmi_spark.model.fit import fit_group_models
+    from shmi_spark.indicator.periods import rolling_period
     from shmi_spark.session import build_session
 
     settings = {"method": {"period_end": args.period_end}} if args.period_end else {}

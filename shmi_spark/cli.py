@@ -18,9 +18,9 @@ import re
 import sys
 import traceback
 
-from . import __version__
-from .config import ConfigError
-from .errors import InputError
+from shmi_spark import __version__
+from shmi_spark.config import ConfigError
+from shmi_spark.errors import InputError
 
 COMMANDS = [
     ("synth", "write a synthetic national HES + ONS world"),
@@ -57,7 +57,7 @@ def unreadable_file(exc: BaseException) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .runlog import stop_run_log
+    from shmi_spark.io.runlog import stop_run_log
 
     try:
         return _run(args)
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args) -> int:
     """Run a sub-command; turn every way it can end into an exit code and one console line."""
-    from .runlog import current_log_file
+    from shmi_spark.io.runlog import current_log_file
 
     log = logging.getLogger("shmi")
     try:

@@ -4,17 +4,17 @@ Each stage is a pure function in its own module; this module only wires them,
 materialises the stage tables, prints one line per stage (rows in and out,
 seconds) and collects ``summary.json``.
 
-A run is safe by construction (:mod:`shmi_spark.outputs`):
+A run is safe by construction (:mod:`shmi_spark.io.outputs`):
 
 1. :func:`prepare_run`, before Spark starts: every local input file is
-   inspected against the input contract (:mod:`shmi_spark.ingest`), the trust
+   inspected against the input contract (:mod:`shmi_spark.io.ingest`), the trust
    and reference tables are loaded and checked, and the output folder is
    checked (never an input, never a user's folder).
 2. The run takes the output folder's lock and writes everything into a
    staging folder beside it; the previous output stays untouched.
 3. Validation's counts go through the data-quality gate
-   (:mod:`shmi_spark.quality_gate`), and the periods are planned from the
-   data (:func:`shmi_spark.periods.plan_periods`) before any model is fitted.
+   (:mod:`shmi_spark.hes.quality_gate`), and the periods are planned from the
+   data (:func:`shmi_spark.indicator.periods.plan_periods`) before any model is fitted.
 4. Before the staging folder is moved into place, the outputs are checked:
    every input row accounted for, one row per trust and period, national
    ``ΣE = ΣO`` after rescaling, no non-finite value in any table.
@@ -54,30 +54,30 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from . import __version__
-from .cells import covariate_cells
-from .config import Config
-from .contract import DEATH_CONTRACT, EPISODE_CONTRACT
-from .contextual import contextual_indicators
-from .diagnosis import lookup_tables
-from .errors import InputError
-from .expected import expected_by_trust, expected_by_trust_group, score_spells
-from .indicator import (area_summaries, group_breakdown, outlier_persistence, shmi_panel,
+from shmi_spark import __version__
+from shmi_spark.model.cells import covariate_cells
+from shmi_spark.config import Config
+from shmi_spark.io.contract import DEATH_CONTRACT, EPISODE_CONTRACT
+from shmi_spark.indicator.contextual import contextual_indicators
+from shmi_spark.hes.diagnosis import lookup_tables
+from shmi_spark.errors import InputError
+from shmi_spark.model.scoring import expected_by_trust, expected_by_trust_group, score_spells
+from shmi_spark.indicator.tables import (area_summaries, group_breakdown, outlier_persistence, shmi_panel,
                         trust_indicator)
-from .ingest import (InputSet, check_exists, inspect_input, is_local, local_path, read_input, read_trusts,
+from shmi_spark.io.ingest import (InputSet, check_exists, inspect_input, is_local, local_path, read_input, read_trusts,
                      read_trusts_uri, resolve_inputs, resolve_trusts)
-from .linkage import linkage_counts
-from .models import fit_group_models
-from .outputs import OutputFolder, check_destination
-from .periods import MonthlyVolume, Period, PeriodPlan, plan_periods
-from .publish import disclosure_control, write_json, write_table
-from .quality import c_statistics, trust_r2
-from .quality_gate import (InputReport, check_quality, format_report, gate_failures, input_report,
+from shmi_spark.hes.linkage import linkage_counts
+from shmi_spark.model.fit import fit_group_models
+from shmi_spark.io.outputs import OutputFolder, check_destination
+from shmi_spark.indicator.periods import MonthlyVolume, Period, PeriodPlan, plan_periods
+from shmi_spark.io.publish import disclosure_control, write_json, write_table
+from shmi_spark.model.quality import c_statistics, trust_r2
+from shmi_spark.hes.quality_gate import (InputReport, check_quality, format_report, gate_failures, input_report,
                            invalid_report)
-from .reference import load_charlson, load_diag_lookup
-from .spell_table import SPELL_COLUMNS, spell_table
-from .spells import EXCLUSION_REASONS, build_spells
-from .validate import (REJECT_COLUMNS, duplicate_keys, flag_deaths, flag_episodes, invalid_code_counts,
+from shmi_spark.io.reference import load_charlson, load_diag_lookup
+from shmi_spark.hes.spell_table import SPELL_COLUMNS, spell_table
+from shmi_spark.hes.spells import EXCLUSION_REASONS, build_spells
+from shmi_spark.hes.validate import (REJECT_COLUMNS, duplicate_keys, flag_deaths, flag_episodes, invalid_code_counts,
                        split_deaths, split_flagged)
 
 __all__ = ["Prepared", "prepare_run", "run_pipeline", "execute", "ReconciliationError",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .config import PROJECT_ROOT, SparkConfig
+from shmi_spark.config import PROJECT_ROOT, SparkConfig
 
 #: Spark's JVM logging in local mode: errors only, on the console (conf/log4j2.properties),
 #: or everything from WARN up into the run's log file (conf/log4j2-file.properties).
@@ -43,7 +43,7 @@ def build_session(conf: SparkConfig, *, testing: bool = False, log_file: str | N
     """Return a SparkSession for ``conf``.
 
     ``log_file``: in local mode, the JVM's log goes to this file instead of the
-    console (see :mod:`shmi_spark.runlog`).
+    console (see :mod:`shmi_spark.io.runlog`).
 
     >>> from shmi_spark.config import SparkConfig
     >>> spark = build_session(SparkConfig(), testing=True)  # doctest: +SKIP

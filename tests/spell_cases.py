@@ -5,12 +5,12 @@ from __future__ import annotations
 import pandas as pd
 
 from shmi_spark.config import MethodConfig
-from shmi_spark.diagnosis import lookup_tables
-from shmi_spark.contract import DEATH_CONTRACT, EPISODE_CONTRACT
-from shmi_spark.ingest import EPISODE_FIELDS, conform_frame
-from shmi_spark.spell_table import SPELL_COLUMNS, spell_table
-from shmi_spark.spells import build_spells
-from shmi_spark.validate import validate_deaths, validate_episodes
+from shmi_spark.hes.diagnosis import lookup_tables
+from shmi_spark.io.contract import DEATH_CONTRACT, EPISODE_CONTRACT
+from shmi_spark.io.ingest import EPISODE_FIELDS, conform_frame
+from shmi_spark.hes.spell_table import SPELL_COLUMNS, spell_table
+from shmi_spark.hes.spells import build_spells
+from shmi_spark.hes.validate import validate_deaths, validate_episodes
 
 ACUTE = ["RA1", "RB2"]
 TRUST_CODES = ["RA1", "RB2", "SP1"]

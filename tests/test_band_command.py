@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shmi_spark.banding import OUTPUT_COLUMNS, band_table
+from shmi_spark.indicator.banding import OUTPUT_COLUMNS, band_table
 from shmi_spark.cli import main
-from shmi_spark.funnel_plot import funnel_plot
+from shmi_spark.indicator.plots import funnel_plot
 
 
 def _write_trusts(path: Path, n=40, seed=11, cols=("PROVIDER", "OBSERVED", "EXPECTED")) -> Path:
@@ -183,7 +183,7 @@ def test_console_script_on_150_rows(tmp_path):
 
 
 def test_band_modules_do_not_import_spark_or_scipy_stats():
-    code = ("import sys; from shmi_spark import funnel, banding, funnel_plot; "
+    code = ("import sys; from shmi_spark.indicator import funnel, banding, plots; "
             "from shmi_spark.commands import band; "
             "bad = [m for m in ('pyspark', 'scipy.stats', 'matplotlib') if m in sys.modules]; "
             "print(','.join(bad))")

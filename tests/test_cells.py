@@ -10,7 +10,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from shmi_spark.cells import (CELL_COLUMNS, covariate_cells, window_years, year_index,
+from shmi_spark.model.cells import (CELL_COLUMNS, covariate_cells, window_years, year_index,
                               year_index_of)
 
 WS, WE = date(2017, 4, 1), date(2020, 3, 31)

@@ -12,9 +12,9 @@ import pytest
 from chispa import assert_column_equality
 from pyspark.sql import functions as F
 
-from shmi_spark.contract import DEATH_CONTRACT, EPISODE_CONTRACT, Field, conform
+from shmi_spark.io.contract import DEATH_CONTRACT, EPISODE_CONTRACT, Field, conform
 from shmi_spark.errors import InputError
-from shmi_spark.ingest import inspect_input, read_input
+from shmi_spark.io.ingest import inspect_input, read_input
 from spell_cases import episode
 
 D = dt.date

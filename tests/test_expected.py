@@ -10,7 +10,7 @@ import pytest
 from chispa import assert_approx_df_equality
 from pyspark.sql import functions as F
 
-from shmi_spark.expected import (expected_by_trust, expected_by_trust_group, rescale_factor,
+from shmi_spark.model.scoring import (expected_by_trust, expected_by_trust_group, rescale_factor,
                                  score_spells)
 
 WS, WE = date(2017, 4, 1), date(2020, 3, 31)

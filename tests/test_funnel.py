@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from scipy import optimize, stats
 
-from shmi_spark import funnel
-from shmi_spark.banding import BANDING_LABELS, OUTPUT_COLUMNS, band, band_table, outlier_998
+from shmi_spark.indicator import funnel
+from shmi_spark.indicator.banding import BANDING_LABELS, OUTPUT_COLUMNS, band, band_table, outlier_998
 from shmi_spark.errors import InputError
 
 
@@ -501,7 +501,7 @@ def test_band_table_tiny_expected_has_no_infinity(min_expected):
 
 
 def test_printed_keeps_huge_values_and_empties_non_finite():
-    from shmi_spark.banding import printed
+    from shmi_spark.indicator.banding import printed
     got = printed([1e306, 2.123456, -np.inf, np.inf, np.nan])
     assert got[0] == 1e306 and got[1] == 2.1235
     assert np.isnan(got[2:]).all()

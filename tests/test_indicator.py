@@ -10,9 +10,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from shmi_spark.banding import band_table
-from shmi_spark.indicator import TRUST_COLUMNS, area_summaries, group_breakdown, trust_indicator
-from shmi_spark.periods import Period
+from shmi_spark.indicator.banding import band_table
+from shmi_spark.indicator.tables import TRUST_COLUMNS, area_summaries, group_breakdown, trust_indicator
+from shmi_spark.indicator.periods import Period
 
 PERIOD = Period("2024-03", dt.date(2023, 4, 1), dt.date(2024, 3, 31),
                 dt.date(2021, 4, 1), dt.date(2024, 3, 31))

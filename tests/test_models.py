@@ -11,10 +11,10 @@ import pytest
 import statsmodels.api as sm
 from pyspark.sql import functions as F
 
-from shmi_spark.cells import covariate_cells
+from shmi_spark.model.cells import covariate_cells
 from shmi_spark.config import ModelConfig
-from shmi_spark.expected import expected_by_trust, score_spells
-from shmi_spark.models import (COEF_COLUMNS, DIAG_COLUMNS, INTERCEPT, TERMS, GroupModels,
+from shmi_spark.model.scoring import expected_by_trust, score_spells
+from shmi_spark.model.fit import (COEF_COLUMNS, DIAG_COLUMNS, INTERCEPT, TERMS, GroupModels,
                                fit_group_models, write_models)
 
 WS, WE = date(2017, 4, 1), date(2020, 3, 31)
@@ -383,8 +383,8 @@ def test_non_converging_group_leaves_its_batch(spark):
 
 
 def test_pack_batches():
-    from shmi_spark.model_batches import pack_batches
-    from shmi_spark.models import _Design
+    from shmi_spark.model.batches import pack_batches
+    from shmi_spark.model.fit import _Design
 
     def design(g, p):
         return _Design(group=g, spells=10, deaths=1, n_cells=1, features=[("AGE_BAND", str(i)) for i in range(p)])

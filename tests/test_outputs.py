@@ -1,4 +1,4 @@
-"""Output folders: refusals, lock, staging, commit, recovery (shmi_spark.outputs), and ``shmi synth --out``."""
+"""Output folders: refusals, lock, staging, commit, recovery (shmi_spark.io.outputs), and ``shmi synth --out``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from shmi_spark.errors import InputError
-from shmi_spark.outputs import (MARKER, STAGING_MARKER, HadoopFS, LocalFS, OutputFolder, check_destination,
+from shmi_spark.io.outputs import (MARKER, STAGING_MARKER, HadoopFS, LocalFS, OutputFolder, check_destination,
                                 read_marker)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +24,7 @@ RUN_ID = "20260101T000000Z-0123abcd"
 # A process that enters an output folder, writes a file, reports its staging folder, then sleeps.
 HOLDER = """
 import sys, time
-from shmi_spark.outputs import OutputFolder
+from shmi_spark.io.outputs import OutputFolder
 with OutputFolder(sys.argv[1], command="test holder") as out:
     with open(out.staging + "/partial.csv", "w") as f:
         f.write("half written")

@@ -10,7 +10,7 @@ import pytest
 
 from shmi_spark.config import MethodConfig
 from shmi_spark.errors import InputError
-from shmi_spark.periods import (MONTHLY_VOLUME_COLUMNS, MonthlyVolume, assess_months, default_period_end,
+from shmi_spark.indicator.periods import (MONTHLY_VOLUME_COLUMNS, MonthlyVolume, assess_months, default_period_end,
                                 five_year_periods, month_end, month_index, plan_periods, usual_volume)
 
 USUAL = 300

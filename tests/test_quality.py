@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shmi_spark.quality import c_statistics, diffsum, rank_correlation, trust_r2
+from shmi_spark.model.quality import c_statistics, diffsum, rank_correlation, trust_r2
 
 
 def brute_force_c(p, died):

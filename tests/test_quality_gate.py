@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from shmi_spark.config import QualityConfig
-from shmi_spark.quality_gate import (DataQualityError, check_quality, gate_failures, input_report, interior_years,
+from shmi_spark.hes.quality_gate import (DataQualityError, check_quality, gate_failures, input_report, interior_years,
                                      invalid_report)
 
 Q = QualityConfig()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shmi_spark.errors import InputError
-from shmi_spark.reference import (
+from shmi_spark.io.reference import (
     group_codes,
     load_charlson,
     load_diag_lookup,

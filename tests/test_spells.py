@@ -89,9 +89,9 @@ def test_ons_death_on_discharge_day_is_in_hospital(spark):
 
 
 def test_ons_death_before_admission_is_reported_not_linked(spark):
-    from shmi_spark.linkage import linkage_counts
+    from shmi_spark.hes.linkage import linkage_counts
     from spell_cases import raw_deaths
-    from shmi_spark.validate import validate_deaths
+    from shmi_spark.hes.validate import validate_deaths
 
     deaths = [("P1", "2007-12-01")]
     rows, _, _, linked = run_spells(spark, [episode()], deaths=deaths)
@@ -103,9 +103,9 @@ def test_ons_death_before_admission_is_reported_not_linked(spark):
 
 
 def test_duplicate_death_records_keep_earliest_and_are_counted(spark):
-    from shmi_spark.linkage import linkage_counts
+    from shmi_spark.hes.linkage import linkage_counts
     from spell_cases import raw_deaths
-    from shmi_spark.validate import validate_deaths
+    from shmi_spark.hes.validate import validate_deaths
 
     deaths = [("P1", "2008-03-20"), ("P1", "2008-01-30"), ("P1", "2008-01-31")]
     rows, _, _, linked = run_spells(spark, [episode()], deaths=deaths)
@@ -248,7 +248,7 @@ def test_contextual_fields(spark):
 
 
 def test_spell_table_schema_contract(spark):
-    from shmi_spark.spell_table import SPELL_COLUMNS
+    from shmi_spark.hes.spell_table import SPELL_COLUMNS
     _, _, _, linked = run_spells(spark, [episode()])
     table = linked.select(*SPELL_COLUMNS)
     expected = spark.createDataFrame(

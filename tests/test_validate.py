@@ -7,10 +7,10 @@ import datetime as dt
 import pytest
 from chispa import assert_df_equality
 
-from shmi_spark.contract import DEATH_CONTRACT, EPISODE_CONTRACT
+from shmi_spark.io.contract import DEATH_CONTRACT, EPISODE_CONTRACT
 from shmi_spark.errors import InputError
-from shmi_spark.ingest import inspect_input, read_input
-from shmi_spark.validate import (duplicate_keys, flag_episodes, invalid_code_counts, validate_deaths,
+from shmi_spark.io.ingest import inspect_input, read_input
+from shmi_spark.hes.validate import (duplicate_keys, flag_episodes, invalid_code_counts, validate_deaths,
                                  validate_episodes)
 from spell_cases import TRUST_CODES, episode, raw_deaths, raw_episodes
 

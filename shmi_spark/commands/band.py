@@ -102,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _read_csv(path: str):
     import pandas as pd
 
-    from ..errors import InputError
+    from shmi_spark.errors import InputError
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except FileNotFoundError:
@@ -128,8 +128,8 @@ def national_shmi_warning(national_shmi: float) -> str | None:
 def run(args) -> int:
     import sys
 
-    from ..banding import BadCountError, band_table
-    from ..errors import InputError
+    from shmi_spark.indicator.banding import BadCountError, band_table
+    from shmi_spark.errors import InputError
 
     df = _read_csv(args.input)
     spells_col = args.spells_col or ("SPELLS" if "SPELLS" in df.columns else None)
@@ -153,7 +153,7 @@ def run(args) -> int:
     except OSError as exc:
         raise InputError(f"{args.out}: cannot write: {exc.strerror or exc}") from None
     if args.plot:
-        from ..funnel_plot import funnel_plot
+        from shmi_spark.indicator.plots import funnel_plot
         try:
             funnel_plot(out, args.plot, args.title or f"SHMI funnel plot: {args.input}",
                         id_col=args.id_col, expected_col=args.expected_col, tau2=summary["tau2"])

@@ -76,7 +76,7 @@ def ensure_default_world(cfg) -> "Config":  # noqa: F821
     if not (world / "truth" / "summary.json").is_file():
         import datetime as dt
 
-        from .synth import write_world
+        from shmi_spark.commands.synth import write_world
         print(f"[shmi] no input given: generating the default synthetic world "
               f"({DEFAULT_WORLD_ADMISSIONS:,} admissions) in {world}", flush=True)
         if write_world(str(world), DEFAULT_WORLD_ADMISSIONS, DEFAULT_WORLD_SEED, dt.date(2005, 4, 1),
@@ -88,10 +88,10 @@ def ensure_default_world(cfg) -> "Config":  # noqa: F821
 def run(args) -> int:
     import sys
 
-    from ..config import load_config
-    from ..pipeline import prepare_run, run_pipeline
-    from ..runlog import start_run_log
-    from ..session import build_session
+    from shmi_spark.config import load_config
+    from shmi_spark.pipeline import prepare_run, run_pipeline
+    from shmi_spark.io.runlog import start_run_log
+    from shmi_spark.session import build_session
 
     cfg = load_config(args.conf, overrides=args.set, settings=settings_from_args(args))
     cfg = ensure_default_world(cfg)

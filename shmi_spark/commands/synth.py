@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 from datetime import date
 
-from ..errors import InputError
+from shmi_spark.errors import InputError
 
 
 def add_arguments(parser) -> None:
@@ -50,8 +50,8 @@ def write_world(out_dir: str, admissions: int, seed: int, start: date, end: date
     generator's summary, or None (``out_dir`` left unchanged) when the truth's
     rule and the plan disagree — an internal error.
     """
-    from ..outputs import OutputFolder, local_path
-    from ..synth.generate import generate
+    from shmi_spark.io.outputs import OutputFolder, local_path
+    from shmi_spark.synth.generate import generate
 
     with OutputFolder(local_path(out_dir), kind="world", command=" ".join(sys.argv)) as out:
         summary = generate(out.staging, admissions, seed, start, end, workers=workers, log=log)
@@ -78,14 +78,14 @@ def run(args) -> int:
         raise InputError(f"--start/--end: the window must span more than a year ({start} .. {end})")
     if start.month != 4 or start.day != 1:
         raise InputError(f"--start: the window must start on 1 April (a financial year), got {start}")
-    from ..outputs import is_uri
+    from shmi_spark.io.outputs import is_uri
     if is_uri(args.out):
         raise InputError(f"--out {args.out}: shmi synth writes to a local folder (or a file: URI) only")
     summary = write_world(args.out, args.admissions, args.seed, start, end, workers=args.workers)
     if summary is None:
         return 1
     if args.check:
-        from ..synth.check import calibration_tables, format_calibration
+        from shmi_spark.synth.check import calibration_tables, format_calibration
         print(format_calibration(calibration_tables(summary["_calibration"])))
     sk = summary["spells_by_kind"]
     print(f"shmi synth: wrote {summary['episode_rows_written']:,} episode rows, "

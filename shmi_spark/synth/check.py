@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .world import calibration_targets
+from shmi_spark.synth.world import calibration_targets
 
 #: docs/tables.md AGE_BAND → Table 2 age band
 T2_OF_BAND = {"<1": "<1", "1-4": "1-4", "5-9": "5-14", "10-14": "5-14", "15-19": "15-24", "20-24": "15-24",

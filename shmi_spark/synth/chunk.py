@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import patients as P
-from .world import AGE_UNKNOWN, World, _sigmoid, charlson_combos, new_seedseq
+from shmi_spark.synth import patients as P
+from shmi_spark.synth.world import AGE_UNKNOWN, World, _sigmoid, charlson_combos, new_seedseq
 
 NO_DATE = -(1 << 40)
 
@@ -227,7 +227,7 @@ def build_chunk(world: World, cal: P.Calendar, chunk: int, n: int) -> dict:
     td["imd"] = A["imd"][cand]
     blocks.append(td)
     # junk patients: single-episode spells carrying one malformed field each
-    from .dirty import junk_block
+    from shmi_spark.synth.dirty import junk_block
     jb = junk_block(world, rng, chunk, n, lambda m: new_people(m), rand_acute, A)
     blocks.append(jb)
     # ---- concatenate

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import patients as P
+from shmi_spark.synth import patients as P
 
 #: junk kinds (the ``junk`` field of a spell; 0 = a clean spell)
 JUNK_KINDS = ["impossible_date", "unparseable_date", "end_before_start",
@@ -76,7 +76,7 @@ def plant_invalid_codes(rng, chunk: int, n: int, candidates: dict) -> dict:
 
 
 def junk_block(world, rng, chunk, n, new_people, rand_acute, A) -> dict:
-    from .chunk import _blank
+    from shmi_spark.synth.chunk import _blank
     m_kind = per_kind(chunk, n)
     m = m_kind * len(JUNK_KINDS)
     src = rng.integers(0, len(A["g"]), m)

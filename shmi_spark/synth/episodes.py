@@ -18,10 +18,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from . import dirty
-from . import patients as P
-from .chunk import NO_DATE
-from .world import World
+from shmi_spark.synth import dirty
+from shmi_spark.synth import patients as P
+from shmi_spark.synth.chunk import NO_DATE
+from shmi_spark.synth.world import World
 
 COLUMNS = (["HESID", "EPIKEY", "PROCODE3", "PROVSPNOPS", "EPIORDER", "EPISTAT", "ADMIDATE", "EPISTART",
             "EPIEND", "DISDATE", "ADMIMETH", "ADMISORC", "DISDEST", "DISMETH", "CLASSPAT", "STARTAGE",
@@ -357,5 +357,5 @@ def _fy(world, day):
 
 
 def _mat(world, g):
-    from .chunk import _is_maternity
+    from shmi_spark.synth.chunk import _is_maternity
     return _is_maternity(world, g)

@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from . import patients as P
-from . import truth as T
-from .chunk import build_chunk
-from .dirty import INVALID_CODES, JUNK_KINDS, per_kind
-from .episodes import Vocab, _mix64, build_episodes, hex_ids
-from .world import DEFAULT_CHARLSON, DEFAULT_DIAG, World, build_world, new_seedseq
-from .write import write_parquet, write_partitions
+from shmi_spark.synth import patients as P
+from shmi_spark.synth import truth as T
+from shmi_spark.synth.chunk import build_chunk
+from shmi_spark.synth.dirty import INVALID_CODES, JUNK_KINDS, per_kind
+from shmi_spark.synth.episodes import Vocab, _mix64, build_episodes, hex_ids
+from shmi_spark.synth.world import DEFAULT_CHARLSON, DEFAULT_DIAG, World, build_world, new_seedseq
+from shmi_spark.synth.write import write_parquet, write_partitions
 
 CHUNK_ADMISSIONS = 500_000
 _STATE: dict = {}
@@ -88,7 +88,7 @@ def _process(task):
 
 
 def _mat_count(world, g):
-    from .chunk import _is_maternity
+    from shmi_spark.synth.chunk import _is_maternity
     return _is_maternity(world, g).sum()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .world import (AGE_UNKNOWN, T2_BANDS, T2_NAMES, World, _sigmoid, new_seedseq)
+from shmi_spark.synth.world import (AGE_UNKNOWN, T2_BANDS, T2_NAMES, World, _sigmoid, new_seedseq)
 
 # ----------------------------------------------------------------- kinds
 ANALYSIS, DAY_CASE, REGULAR, NON_ACUTE, STILLBIRTH, IN_HOSPITAL, UNFINISHED, TRAP_DAYCASE, JUNK = range(9)

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import patients as P
-from .chunk import NO_DATE
-from .world import (ADM_LEVELS, AGE_LEVELS, BW_LEVELS, CHARLSON_LEVELS, IMD_LEVELS, REF, SEX_LEVELS,
+from shmi_spark.synth import patients as P
+from shmi_spark.synth.chunk import NO_DATE
+from shmi_spark.synth.world import (ADM_LEVELS, AGE_LEVELS, BW_LEVELS, CHARLSON_LEVELS, IMD_LEVELS, REF, SEX_LEVELS,
                     World)
 
 CLASSPAT_EXCLUDED = (1, 2, 3)  # vocabulary indices of CLASSPAT 2, 3, 4

@@ -156,8 +156,8 @@ class World:
 # ---------------------------------------------------------------- references
 
 def load_references(diag_path: Path = DEFAULT_DIAG, charlson_path: Path = DEFAULT_CHARLSON):
-    """The project's default diagnosis-group lookup and Charlson list (shmi_spark.reference)."""
-    from shmi_spark import reference
+    """The project's default diagnosis-group lookup and Charlson list (shmi_spark.io.reference)."""
+    from shmi_spark.io import reference
     return reference, reference.load_diag_lookup(diag_path), reference.load_charlson(charlson_path)
 
 
@@ -378,7 +378,7 @@ def new_seedseq(seed: int, *key: int) -> np.random.SeedSequence:
 
 def build_world(seed: int, n: int, start: date = date(2005, 4, 1), end: date = date(2010, 9, 30),
                 pilot: int = 300_000) -> World:
-    from . import patients  # pilot sampling uses the generator itself
+    from shmi_spark.synth import patients  # pilot sampling uses the generator itself
     ref, lookup, charlson = load_references()
     rng = np.random.default_rng(new_seedseq(seed, 0))
     trusts = _trusts(rng)
@@ -469,7 +469,7 @@ def _set_group_table(world, sizes, prof, sexw):
 
 def _calibrate(world: World, pilot: int, sizes, prof, sexw, slots) -> None:
     """Rake the shared effects on a pilot sample so the world reproduces Tables 2-3."""
-    from . import patients
+    from shmi_spark.synth import patients
     tgt = calibration_targets()
     t2 = tgt[tgt.table == "T2"]
     age_rate = np.zeros(12)

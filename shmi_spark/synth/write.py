@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .episodes import COLUMNS
+from shmi_spark.synth.episodes import COLUMNS
 
 
 def fyear_label(fy: int) -> str:

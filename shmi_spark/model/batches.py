@@ -25,7 +25,7 @@ the data) and a ``VectorAssembler`` (sparse vectors).  Reference levels, and
 levels with no parameter, take the encoder's dropped last category.
 
 Cells in a separated level (fixed by the extended-MLE rule in
-:mod:`shmi_spark.models`) are left out of the fit, as in the per-group path.
+:mod:`shmi_spark.model.fit`) are left out of the fit, as in the per-group path.
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from .cells import COVARIATES, level_expr
+from shmi_spark.model.cells import COVARIATES, level_expr
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .models import _Design
+    from shmi_spark.model.fit import _Design
 
 _SEP = "\u0001"
 BATCH_COLUMNS = ["DIAG_GROUP", "BATCH", "GIDX", *[f"I_{t}" for t in COVARIATES], "label", "weight"]

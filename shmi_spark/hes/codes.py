@@ -3,7 +3,7 @@
 Real extracts carry dots, dashes, spaces and lower case in ICD-10 codes.
 These helpers turn them into clean values with Spark SQL functions only (no
 Python UDF).  Physical types, dates and blanks are the input contract's
-business (:mod:`shmi_spark.contract`).
+business (:mod:`shmi_spark.io.contract`).
 """
 
 from __future__ import annotations

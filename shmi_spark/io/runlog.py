@@ -17,8 +17,8 @@ import logging
 import os
 from pathlib import Path
 
-from .config import Config
-from .ingest import is_local, local_path
+from shmi_spark.config import Config
+from shmi_spark.io.ingest import is_local, local_path
 
 __all__ = ["log_folder", "start_run_log", "stop_run_log", "current_log_file"]
 

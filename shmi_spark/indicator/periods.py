@@ -51,8 +51,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .config import MethodConfig
-from .errors import InputError
+from shmi_spark.config import MethodConfig
+from shmi_spark.errors import InputError
 
 # The monthly table the pipeline passes in: included spells by calendar month of
 # DISDATE.  YEAR, MONTH int; SPELLS int (> 0); FIRST_DISCHARGE, LAST_DISCHARGE the

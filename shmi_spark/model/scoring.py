@@ -13,7 +13,7 @@
 
 The lookups are broadcast hash joins of the spells with the small coefficients
 table, one per term (no Python per row).  ``YEAR_INDEX`` is computed from
-``DISDATE`` with the rule of :mod:`shmi_spark.cells`, clamped to 1..k (spells
+``DISDATE`` with the rule of :mod:`shmi_spark.model.cells`, clamped to 1..k (spells
 discharged after the window's last full year get k).  ``k`` comes from
 ``window_end`` when given, else from the largest ``YEAR_INDEX`` level in the
 coefficients.
@@ -28,8 +28,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from .cells import window_years, year_index
-from .models import CRUDE_RATE, INTERCEPT, TERMS, level_expr
+from shmi_spark.model.cells import window_years, year_index
+from shmi_spark.model.fit import CRUDE_RATE, INTERCEPT, TERMS, level_expr
 
 _SMALL_SCHEMA = T.StructType([
     T.StructField("G", T.IntegerType(), False),
@@ -53,7 +53,7 @@ def score_spells(spells: DataFrame, coefficients, *, window_start: date,
                  window_end: date | None = None) -> DataFrame:
     """``spells`` with ``P_EXPECTED`` added (see module doc).
 
-    ``coefficients`` is the coefficients table of :mod:`shmi_spark.models`
+    ``coefficients`` is the coefficients table of :mod:`shmi_spark.model.fit`
     (pandas, or a small Spark DataFrame).  ``spells`` needs ``DIAG_GROUP``,
     ``DISDATE`` and the covariate columns other than ``YEAR_INDEX``.
     """

@@ -3,7 +3,7 @@
 Draws the 95% and 99.8% over-dispersed limits as curves over a grid of expected
 deaths, the trusts as points coloured by banding, and labels by id the trusts
 outside the 99.8% limits.  Trusts reported but not banded (fewer than
-``min_expected`` expected deaths; :mod:`shmi_spark.banding`) are drawn as hollow
+``min_expected`` expected deaths; :mod:`shmi_spark.indicator.banding`) are drawn as hollow
 grey points, unlabelled, and do not set the vertical scale.  Uses matplotlib's
 Agg canvas directly (no pyplot, so no global backend state); the result is a PNG.
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import funnel
-from .banding import BANDING_LABELS, DEFAULT_MIN_EXPECTED
+from shmi_spark.indicator import funnel
+from shmi_spark.indicator.banding import BANDING_LABELS, DEFAULT_MIN_EXPECTED
 
 BAND_COLOURS = {1: "#d62728", 2: "#7f7f7f", 3: "#1f77b4"}
 
@@ -36,7 +36,7 @@ def funnel_plot(df: pd.DataFrame, path, title: str, *, id_col: str = "PROVIDER",
                 expected_col: str = "EXPECTED", observed_col: str = "OBSERVED",
                 tau2: float | None = None, trim_fraction: float = funnel.DEFAULT_TRIM,
                 min_expected: float = DEFAULT_MIN_EXPECTED) -> None:
-    """Draw the funnel plot of a :func:`shmi_spark.banding.band_table` output to ``path``.
+    """Draw the funnel plot of a :func:`shmi_spark.indicator.banding.band_table` output to ``path``.
 
     ``tau2``: the between-trust variance behind the limits (the ``tau2`` of
     band_table's summary); if ``None`` it is re-estimated from ``observed_col``

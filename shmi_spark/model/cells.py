@@ -13,7 +13,7 @@ CHARLSON_BAND, BIRWEIT_BAND, SPELLS (long), DEATHS (long)``.
 window that holds the discharge date, counting from ``window_start``; ``k`` is
 the number of months in the window divided by 12, rounded up (a partial last
 block is block k).  The same rule, as the Column expression :func:`year_index`,
-is used by the scorer (:mod:`shmi_spark.expected`), which also clamps spells
+is used by the scorer (:mod:`shmi_spark.model.scoring`), which also clamps spells
 outside the window to 1..k.
 """
 

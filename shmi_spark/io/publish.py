@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .ingest import is_local
+from shmi_spark.io.ingest import is_local
 
 #: Columns that are counts of spells or deaths (subject to disclosure control).
 COUNT_COLUMNS = ("SPELLS", "OBSERVED", "DEATHS")

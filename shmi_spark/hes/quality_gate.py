@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .config import QualityConfig
-from .errors import InputError
+from shmi_spark.config import QualityConfig
+from shmi_spark.errors import InputError
 
 __all__ = ["DataQualityError", "InputReport", "input_report", "invalid_report", "gate_failures",
            "check_quality", "interior_years", "format_report"]

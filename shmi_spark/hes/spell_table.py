@@ -11,13 +11,13 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from .charlson import charlson_band, charlson_score
-from .codes import financial_year
-from .config import MethodConfig
-from .covariates import (admission_method_category, age_band, birth_weight_band, imd_fifth,
+from shmi_spark.hes.charlson import charlson_band, charlson_score
+from shmi_spark.hes.codes import financial_year
+from shmi_spark.config import MethodConfig
+from shmi_spark.hes.covariates import (admission_method_category, age_band, birth_weight_band, imd_fifth,
                          sex_category)
-from .diagnosis import assign_diag_group
-from .linkage import link_deaths
+from shmi_spark.hes.diagnosis import assign_diag_group
+from shmi_spark.hes.linkage import link_deaths
 
 SPELL_COLUMNS = (
     "HESID", "SPELL_ID", "PROCODE3", "ADMIDATE", "DISDATE", "DIS_FYEAR", "DIAG_PRIMARY",
@@ -33,7 +33,7 @@ def add_covariates(spells: DataFrame, *, charlson: pd.DataFrame, perinatal_group
 
     The spell table keeps every spell's Charlson score, including those of the
     invalid-primary-diagnosis group, whose model does not use it
-    (:func:`shmi_spark.cells.covariate_cells`).
+    (:func:`shmi_spark.model.cells.covariate_cells`).
     """
     score = charlson_score(F.col("DIAG_SECONDARY"), charlson, hierarchy=method.charlson_hierarchy)
     perinatal = F.col("DIAG_GROUP").isin(*perinatal_groups) if perinatal_groups else F.lit(False)
@@ -57,7 +57,7 @@ def spell_table(included: DataFrame, deaths: DataFrame, *, lookup4: DataFrame, l
     """Included spells (``EXCLUSION`` null) + valid deaths → linked spells.
 
     The result carries the linkage's internal flags (for
-    :func:`shmi_spark.linkage.linkage_counts`); ``select(*SPELL_COLUMNS)`` of it
+    :func:`shmi_spark.hes.linkage.linkage_counts`); ``select(*SPELL_COLUMNS)`` of it
     is the spell table.
     """
     grouped = assign_diag_group(

@@ -1,7 +1,7 @@
 """Validate: every input row is accepted or rejected with a reason; invalid codes counted.
 
 METHOD.md §1–§2.  Works on episodes and deaths already cast to the contract's
-canonical types (:func:`shmi_spark.ingest.read_input`).  Row-level problems
+canonical types (:func:`shmi_spark.io.ingest.read_input`).  Row-level problems
 never crash the run and are never dropped silently.
 
 **Rejections.**  Only what makes an episode unusable rejects it.  Each
@@ -50,9 +50,9 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from .codes import financial_year, normalise_code
-from .contract import EPISODE_CONTRACT
-from .ingest import SECONDARY_DIAGS
+from shmi_spark.hes.codes import financial_year, normalise_code
+from shmi_spark.io.contract import EPISODE_CONTRACT
+from shmi_spark.io.ingest import SECONDARY_DIAGS
 
 __all__ = [
     "EPISTAT_CODES", "CLASSPAT_CODES", "DISMETH_CODES", "SEX_CODES", "ADMIMETH_ELECTIVE",
@@ -174,7 +174,7 @@ def flag_episodes(episodes: DataFrame, trust_codes: list[str], *, earliest: dt.d
                   broadcast_dup_keys: bool = False) -> DataFrame:
     """Every episode with its accepted columns, its reject columns (null when accepted) and ``INVALID``.
 
-    ``episodes`` come from :func:`shmi_spark.ingest.read_input` (canonical
+    ``episodes`` come from :func:`shmi_spark.io.ingest.read_input` (canonical
     types).  The result has the columns of :func:`typed_episode_columns` plus
     ``SOURCE_FILE, REASON, FIELD, VALUE, INVALID, FYEAR`` (the financial year
     of the episode's last known date, for the data-quality gate); materialise

@@ -2,7 +2,7 @@
 
 ``death ~ AGE_BAND + SEX_CAT + ADMIMETH_CAT + ADM_MONTH + YEAR_INDEX +
 CHARLSON_BAND (+ BIRWEIT_BAND)``, all categorical main effects, fitted on the
-covariate cells (:mod:`shmi_spark.cells`) with Spark ML's
+covariate cells (:mod:`shmi_spark.model.cells`) with Spark ML's
 ``GeneralizedLinearRegression(family="binomial", link="logit")``: label
 ``DEATHS / SPELLS``, weight ``SPELLS``.  The weighted binomial likelihood of
 the cells is the record-level likelihood, so the estimates are exactly the
@@ -75,9 +75,9 @@ from pyspark.ml.regression import GeneralizedLinearRegression
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from .cells import COVARIATES, level_expr
-from .config import ModelConfig
-from .model_batches import (Batch, batch_design, fit_batch, group_estimates, kept_cells, kept_level_spells,
+from shmi_spark.model.cells import COVARIATES, level_expr
+from shmi_spark.config import ModelConfig
+from shmi_spark.model.batches import (Batch, batch_design, fit_batch, group_estimates, kept_cells, kept_level_spells,
                             make_batch, pack_batches)
 
 log = logging.getLogger(__name__)
@@ -520,7 +520,7 @@ def fit_group_models(spark: SparkSession, cells: DataFrame, *, config: ModelConf
 
     The cells are cached once, ordered by group.  Groups that take an
     unpenalised fit are packed, in group order, into block-diagonal batches of
-    up to ``config.batch_parameters`` parameters (:mod:`shmi_spark.model_batches`:
+    up to ``config.batch_parameters`` parameters (:mod:`shmi_spark.model.batches`:
     one Spark ML fit per batch, exactly each group's own MLE); a group whose
     batch estimate is not accepted (not converged, too large, singular), and
     every group needing a penalised fit, is fitted alone (``coalesce(1)``).

@@ -21,7 +21,7 @@ kind       accepted physical types                        canonical value
            time), ``dd/mm/yyyy``, ``yyyymmdd``;
            integer ``yyyymmdd``
 ``diag``   text                                           trimmed text (normalised by
-                                                          :mod:`shmi_spark.validate`)
+                                                          :mod:`shmi_spark.hes.validate`)
 =========  ============================================  =====================================
 
 A value that is present but cannot be cast (``45.5`` for an age, ``31/13/2007``
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from .errors import InputError
+from shmi_spark.errors import InputError
 
 __all__ = [
     "Field", "EPISODE_CONTRACT", "DEATH_CONTRACT", "ACCEPTED", "HES_NULL_DATES",

@@ -6,7 +6,7 @@ own.  Episodes and deaths are parquet or delimited text with a header line
 (the delimiter is sniffed from each file's header), local or any
 Hadoop-compatible URI.
 
-Every file is inspected before any work (METHOD.md §1, :mod:`shmi_spark.contract`):
+Every file is inspected before any work (METHOD.md §1, :mod:`shmi_spark.io.contract`):
 
 * a zero-byte, truncated or corrupt file, a missing required column, a column
   whose physical type the contract does not accept, or a column name given
@@ -37,10 +37,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from .config import InputConfig
-from .contract import (DEATH_CONTRACT, EPISODE_CONTRACT, Field, arrow_category, check_file_columns,
+from shmi_spark.config import InputConfig
+from shmi_spark.io.contract import (DEATH_CONTRACT, EPISODE_CONTRACT, Field, arrow_category, check_file_columns,
                        conform, spark_category)
-from .errors import InputError
+from shmi_spark.errors import InputError
 
 __all__ = [
     "InputPaths", "InputFile", "InputSet", "resolve_inputs", "resolve_trusts", "is_local", "local_path",
@@ -418,7 +418,7 @@ def read_input(spark: SparkSession, inputs: InputSet, contract: tuple[Field, ...
 
 def read_trusts(path: str):
     """The trust reference as a pandas DataFrame (``PROCODE3, NAME, TYPE, REGION``); local files only here."""
-    from .reference import load_trusts
+    from shmi_spark.io.reference import load_trusts
 
     check_exists(path, "trusts reference")
     if not is_local(path):
@@ -432,7 +432,7 @@ def read_trusts_uri(spark: SparkSession, path: str):
 
     from pyspark.errors import AnalysisException
 
-    from .reference import load_trusts
+    from shmi_spark.io.reference import load_trusts
 
     try:
         pdf = spark.read.option("header", "true").csv(path).toPandas()

@@ -61,8 +61,8 @@ import time
 from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
-from . import __version__
-from .errors import InputError
+from shmi_spark import __version__
+from shmi_spark.errors import InputError
 
 MARKER = "_SHMI_OUTPUT.json"
 STAGING_MARKER = "_STAGING"

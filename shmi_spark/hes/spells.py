@@ -24,7 +24,7 @@ Exclusions, in this order (each spell gets the first that applies):
   any death, twice.
 
 Missing values never exclude a spell; they become ``unknown`` levels
-(:mod:`shmi_spark.covariates`).
+(:mod:`shmi_spark.hes.covariates`).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def episode_is_palliative() -> Column:
 def build_spells(episodes: DataFrame, *, acute_trusts: list[str]) -> DataFrame:
     """Group finished episodes into spells; every spell carries ``EXCLUSION`` (null if kept).
 
-    ``episodes`` are validated, typed episodes (:func:`shmi_spark.validate.validate_episodes`).
+    ``episodes`` are validated, typed episodes (:func:`shmi_spark.hes.validate.validate_episodes`).
     Output columns: ``SPELL_ID, HESID, PROCODE3, ADMIDATE, DISDATE, DISMETH,
     CLASSPAT, STARTAGE, SEX, ADMIMETH, DIAG_FIRST, DIAG_SECOND, DIAG_SECONDARY,
     BIRWEIT_1, IMD_QUINTILE_RAW, N_EPISODES, PALLIATIVE, EXCLUSION``.

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from .validate import ADMIMETH_ELECTIVE, ADMIMETH_NON_ELECTIVE
+from shmi_spark.hes.validate import ADMIMETH_ELECTIVE, ADMIMETH_NON_ELECTIVE
 
 AGE_LEVELS = ("<1", "1-4", *[f"{a}-{a + 4}" for a in range(5, 90, 5)], "90+", "unknown")
 SEX_LEVELS = ("male", "female", "unknown")

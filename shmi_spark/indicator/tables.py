@@ -1,11 +1,11 @@
 """The indicator: SHMI per trust, rescaling, funnel limits and banding (METHOD.md §6).
 
 Works on the small trust-level table (one row per trust) collected from
-:func:`shmi_spark.expected.expected_by_trust`; the statistics are those of
-:mod:`shmi_spark.funnel` via :func:`shmi_spark.banding.band_table`, the same
+:func:`shmi_spark.model.scoring.expected_by_trust`; the statistics are those of
+:mod:`shmi_spark.indicator.funnel` via :func:`shmi_spark.indicator.banding.band_table`, the same
 code that ``shmi band`` runs.
 
-Small trusts and zero deaths (the rule of :mod:`shmi_spark.banding`, with
+Small trusts and zero deaths (the rule of :mod:`shmi_spark.indicator.banding`, with
 ``min_expected`` from the config key ``method.min_expected_deaths``, default 1):
 
 * a trust whose expected deaths after the rescaling are below ``min_expected``
@@ -30,9 +30,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .banding import DEFAULT_MIN_EXPECTED, TooFewTrustsError, band_table, printed
-from .expected import rescale_factor
-from .periods import Period
+from shmi_spark.indicator.banding import DEFAULT_MIN_EXPECTED, TooFewTrustsError, band_table, printed
+from shmi_spark.model.scoring import rescale_factor
+from shmi_spark.indicator.periods import Period
 
 TRUST_COLUMNS = (
     "PROVIDER_CODE", "PROVIDER_NAME", "PERIOD", "PERIOD_START", "PERIOD_END", "SPELLS", "OBSERVED",

@@ -49,8 +49,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import funnel
-from .errors import InputError
+from shmi_spark.indicator import funnel
+from shmi_spark.errors import InputError
 
 BANDING_LABELS = {1: "Higher than expected", 2: "As expected", 3: "Lower than expected"}
 OUTPUT_DECIMALS = 4

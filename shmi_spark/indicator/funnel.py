@@ -8,11 +8,11 @@ quantile below is the very expression ``scipy.stats.chi2.ppf`` evaluates).
 
 All functions take array-likes of equal length, one element per trust of one
 period, and return numpy arrays.  Inputs must be finite with ``O >= 0`` and
-``E > 0``; cleaning bad rows is the caller's job (see :mod:`shmi_spark.banding`).
+``E > 0``; cleaning bad rows is the caller's job (see :mod:`shmi_spark.indicator.banding`).
 
 Which trusts take part: :func:`funnel_limits` ranks, trims and estimates ``φ``
 and ``τ²`` over the trusts marked ``ranked`` (default: all).  The caller leaves
-out trusts too small to band (:mod:`shmi_spark.banding` leaves out those with
+out trusts too small to band (:mod:`shmi_spark.indicator.banding` leaves out those with
 fewer than ``min_expected`` expected deaths); their SHMI, ``z`` and limits are
 still computed, since the limits depend only on ``E`` and ``τ²``.
 
@@ -28,7 +28,7 @@ the trim (many zero-death trusts, or a small ``N``) it is still left out of
 ``φ`` and ``τ²``: ``kept`` is "inside the trim **and** z finite", so ``φ`` is
 always finite.  Its own limits depend only on ``E`` and ``τ²`` and are computed
 as for every other trust.  Here its ``z`` is returned as ``-inf``; the output
-tables (:mod:`shmi_spark.banding`) write it empty, since ``z`` is undefined.
+tables (:mod:`shmi_spark.indicator.banding`) write it empty, since ``z`` is undefined.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from .codes import is_valid_icd10
+from shmi_spark.hes.codes import is_valid_icd10
 
 
 def lookup_tables(spark: SparkSession, codes: pd.DataFrame) -> tuple[DataFrame, DataFrame]:

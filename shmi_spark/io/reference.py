@@ -38,7 +38,7 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import InputError
+from shmi_spark.errors import InputError
 
 _STRIP = re.compile(r"[.\-\s]")
 _CODE3 = re.compile(r"^[A-Z][0-9]{2}$")

@@ -68,7 +68,7 @@ def trust_r2(by_trust) -> float:
     """R² of the linear regression of crude death rate (O/SPELLS) on expected rate (E/SPELLS).
 
     ``by_trust`` has ``SPELLS, OBSERVED, EXPECTED`` (Spark or pandas, e.g.
-    :func:`shmi_spark.expected.expected_by_trust`).  Trusts with no spells
+    :func:`shmi_spark.model.scoring.expected_by_trust`).  Trusts with no spells
     are left out; NaN when fewer than two trusts or a rate does not vary.
     """
     t = _to_pandas(by_trust)
