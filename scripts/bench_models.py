@@ -29,13 +29,13 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     args = parser.parse_args()
 
+    # imported after parsing, so that --help does not start pyspark
     import numpy as np
-    from pyspark.sql import functions as F
 
-    from shmi_spark.model.cells import covariate_cells
     from shmi_spark.config import load_config
+    from shmi_spark.indicator.compute import plan_run_periods
+    from shmi_spark.model.cells import covariate_cells
     from shmi_spark.model.fit import fit_group_models
-    from shmi_spark.indicator.periods import rolling_period
     from shmi_spark.session import build_session
 
     settings = {"method": {"period_end": args.period_end}} if args.period_end else {}
@@ -44,7 +44,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, master {spark.sparkContext.master}, Spark {spark.version}")
     spells = spark.read.parquet(args.spells)
     t0 = time.perf_counter()
-    period = rolling_period(cfg.method, spells.agg(F.max("DISDATE")).first()[0])
+    period = plan_run_periods(spells, cfg).periods[-1]
     cells = covariate_cells(spells, window_start=period.window_start, window_end=period.window_end,
                             invalid_group=cfg.method.invalid_diagnosis_group).cache()
     n_cells = cells.count()

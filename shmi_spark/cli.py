@@ -22,12 +22,14 @@ from shmi_spark import __version__
 from shmi_spark.config import ConfigError
 from shmi_spark.errors import InputError
 
+__all__ = ["COMMANDS", "build_parser", "unreadable_file", "main"]
+
 COMMANDS = [
     ("synth", "write a synthetic national HES + ONS world"),
     ("run", "compute SHMI end to end: ingest, spells, models, indicator, files"),
     ("band", "add SHMI, funnel limits and banding to a trust-level CSV (no Spark)"),
 ]
-EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
 _READ_FAILURE = re.compile(r"FAILED_READ_FILE[^\]]*\][^\n]*?reading file (\S+?)\.?(?:\s+SQLSTATE|\s*$)", re.M)
 

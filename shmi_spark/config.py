@@ -1,11 +1,12 @@
 """Typed run configuration, read once from a TOML profile and passed down.
 
-Every **[choice]** of METHOD.md is a setting here, never a constant in a stage.
-A profile (``conf/local.toml``, ``conf/cluster.toml``, ``conf/test.toml``) is a
-TOML file with the sections below; any key can be overridden on the command
-line with ``--set section.key=value`` (the value in TOML syntax, or a bare
-string).  An unknown section or key, or a value of the wrong type, is a
-:class:`ConfigError` naming the key.
+Every **[choice]** of METHOD.md is a setting here, never a constant in a stage,
+and its default is here too.  Configuration is layered: these typed defaults,
+then a profile (``conf/local.toml``, ``conf/cluster.toml``, ``conf/test.toml``:
+TOML files holding only what differs, such as Spark sizing and paths), then
+``--set section.key=value`` overrides (the value in TOML syntax, or a bare
+string), then the command's own flags.  An unknown section or key, or a value
+of the wrong type, is a :class:`ConfigError` naming the key.
 
 Relative paths inside a profile are resolved against the profile's folder;
 paths given on the command line against the current directory.  Paths with a
@@ -26,8 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PROFILE = PROJECT_ROOT / "conf" / "local.toml"
+from shmi_spark.io.paths import resolve_path
+
+__all__ = [
+    "DEFAULT_PROFILE", "ConfigError", "SparkConfig", "InputConfig", "ReferenceConfig", "MethodConfig",
+    "ModelConfig", "QualityConfig", "OutputConfig", "Config", "parse_override", "load_config", "validate_config",
+]
+
+#: ``conf/local.toml`` of a source checkout (absent from an installed package).
+DEFAULT_PROFILE = Path(__file__).resolve().parent.parent / "conf" / "local.toml"
 
 
 class ConfigError(ValueError):
@@ -76,17 +84,18 @@ class InputConfig:
 class ReferenceConfig:
     """Diagnosis-group lookup and Charlson list (METHOD.md §1, §4).
 
-    ``diag_lookup_format`` is ``default`` (the project's range table in
-    ``conf/reference/``) or ``nhs`` (NHS England's published
+    ``diag_lookup`` and ``charlson`` empty mean the project's own tables,
+    packaged with it (``shmi_spark/data/reference/``, see its README).
+    ``diag_lookup_format`` is ``default`` (the project's range table) or ``nhs`` (NHS England's published
     ``ICD10_CODE, CCS_CATEGORY, SHMI_DIAGNOSIS_GROUP`` file, labels from
     ``diag_labels``).  ``charlson_format`` is ``default`` or ``nhs`` (the
     multi-source code list; ``charlson_source`` picks its rows).
     """
 
-    diag_lookup: str = "reference/diag_groups.csv"
+    diag_lookup: str = ""
     diag_lookup_format: str = "default"
     diag_labels: str = ""
-    charlson: str = "reference/charlson.csv"
+    charlson: str = ""
     charlson_format: str = "default"
     charlson_source: str = "SHMI spec"
 
@@ -204,7 +213,6 @@ class OutputConfig:
     suppress_min: int = 1
     suppress_max: int = 7
     round_to: int = 5
-    csv_decimals: int = 4
 
 
 @dataclass(frozen=True)
@@ -224,7 +232,7 @@ class Config:
         """Plain nested dict (for summary.json)."""
         return dataclasses.asdict(self)
 
-    def replace(self, section: str, **changes: Any) -> "Config":
+    def replace(self, section: str, **changes: Any) -> Config:
         """A copy with some keys of one section changed."""
         return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
 
@@ -235,20 +243,11 @@ _PATH_KEYS = {
     ("reference", "diag_lookup"), ("reference", "diag_labels"), ("reference", "charlson"),
     ("output", "dir"), ("output", "log_dir"), ("spark", "local_dir"),
 }
-_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 
 
 def _section_class(name: str):
     hints = get_type_hints(Config)
     return hints[name]
-
-
-def resolve_path(value: str, base: Path) -> str:
-    """Resolve a relative local path against ``base``; leave URIs and blanks."""
-    if not value or _URI.match(value) and not re.match(r"^[a-zA-Z]:[\\/]", value):
-        return value
-    p = Path(value).expanduser()
-    return str(p if p.is_absolute() else (base / p).resolve())
 
 
 def _coerce(section: str, key: str, value: Any, typ: Any) -> Any:
@@ -310,28 +309,32 @@ def parse_override(text: str) -> dict:
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None,
                 settings: dict | None = None) -> Config:
-    """Read a profile (default ``conf/local.toml``) and apply overrides.
+    """The typed defaults, layered with a profile, then ``--set`` overrides, then command-line flags.
 
+    The profile is ``path``, or ``conf/local.toml`` of a source checkout when
+    there is one (an installed or zipped package has none: the defaults
+    stand).  A profile holds only what differs from the defaults.
     ``overrides`` are ``section.key=value`` strings (command line ``--set``),
     ``settings`` a nested dict from specific command-line flags; both are
     resolved against the current directory.
     """
-    profile = Path(path) if path else DEFAULT_PROFILE
-    if not profile.is_file():
-        raise ConfigError(f"config file not found: {profile}")
-    try:
-        raw = tomllib.loads(profile.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {profile} is not valid TOML: {exc}") from None
     sections: dict[str, dict] = {}
-    _apply(raw, profile.resolve().parent, sections, str(profile))
+    profile = Path(path) if path else (DEFAULT_PROFILE if DEFAULT_PROFILE.is_file() else None)
+    if profile is not None:
+        if not profile.is_file():
+            raise ConfigError(f"config file not found: {profile}")
+        try:
+            raw = tomllib.loads(profile.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {profile} is not valid TOML: {exc}") from None
+        _apply(raw, profile.resolve().parent, sections, str(profile))
     cwd = Path.cwd()
     for text in overrides or []:
         _apply(parse_override(text), cwd, sections, f"--set {text}")
     if settings:
         _apply(settings, cwd, sections, "the command line")
     built = {name: _section_class(name)(**sections.get(name, {})) for name in _SECTIONS}
-    cfg = Config(**built, profile=str(profile.resolve()))
+    cfg = Config(**built, profile=str(profile.resolve()) if profile else "")
     validate_config(cfg)
     return cfg
 

@@ -5,6 +5,8 @@ file, a missing column, a bad setting.  Anything else is an internal failure
 (exit code 1).
 """
 
+__all__ = ["InputError"]
+
 
 class InputError(ValueError):
     """Bad input or usage; the message names the file and the field."""

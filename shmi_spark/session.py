@@ -12,12 +12,15 @@ from __future__ import annotations
 import os
 import sys
 
-from shmi_spark.config import PROJECT_ROOT, SparkConfig
+from shmi_spark.config import SparkConfig
+from shmi_spark.data import packaged_file
 
-#: Spark's JVM logging in local mode: errors only, on the console (conf/log4j2.properties),
-#: or everything from WARN up into the run's log file (conf/log4j2-file.properties).
-LOG4J_CONFIG = PROJECT_ROOT / "conf" / "log4j2.properties"
-LOG4J_FILE_CONFIG = PROJECT_ROOT / "conf" / "log4j2-file.properties"
+__all__ = ["build_session", "under_spark_submit"]
+
+#: Spark's JVM logging in local mode (packaged with shmi_spark.data): errors only, on the
+#: console, or everything from WARN up into the run's log file.
+LOG4J_CONSOLE = "log4j2-console.properties"
+LOG4J_FILE = "log4j2-file.properties"
 
 # Settings that make results deterministic and match the method, in any mode.
 _ALWAYS = {
@@ -64,8 +67,8 @@ def build_session(conf: SparkConfig, *, testing: bool = False, log_file: str | N
             "spark.ui.showConsoleProgress": "true" if (conf.console_progress and not testing) else "false",
             "spark.sql.adaptive.enabled": "true",
             "spark.driver.extraJavaOptions": (
-                f"-Dlog4j2.configurationFile={LOG4J_FILE_CONFIG.as_uri()} -Dshmi.log.file=\"{log_file}\""
-                if log_file else f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}"),
+                f"-Dlog4j2.configurationFile={packaged_file(LOG4J_FILE).as_uri()} -Dshmi.log.file=\"{log_file}\""
+                if log_file else f"-Dlog4j2.configurationFile={packaged_file(LOG4J_CONSOLE).as_uri()}"),
         })
         if conf.local_dir:
             settings["spark.local.dir"] = conf.local_dir

@@ -36,3 +36,15 @@ def spark(test_config):
     session = build_session(test_config.spark, testing=True)
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def chain(spark):
+    """Every case declared with ``spell_cases.chain_case``, run through the chain at once.
+
+    Validation and spells once for all cases, the spell table once per ``MethodConfig``
+    (:class:`spell_cases.Chain`).  The test modules declare their cases at import, so all of
+    them are known when the first test asks.
+    """
+    from spell_cases import CASES, Chain
+    return Chain(spark, CASES.values())

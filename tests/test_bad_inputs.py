@@ -134,6 +134,7 @@ def test_bad_input(case: Case, spark, keep_session, corpus_world, clean_run, tmp
         case.check(summary, clean)
 
 
+@pytest.mark.slow
 def test_a_killed_run_leaves_the_earlier_output_byte_identical(corpus_world, clean_run, tmp_path):
     """SIGKILL at points spread over a run, writes included; the next run completes and replaces it."""
     clean_out, _ = clean_run
@@ -168,6 +169,7 @@ def test_a_killed_run_leaves_the_earlier_output_byte_identical(corpus_world, cle
     assert marker["run_id"] != json.loads((clean_out / "_SHMI_OUTPUT.json").read_text())["run_id"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_with_one_line(corpus_world, tmp_path):
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "shmi_spark.cli", "run", "--input", str(corpus_world), "--out", str(out),

@@ -11,11 +11,13 @@ import pytest
 import statsmodels.api as sm
 from pyspark.sql import functions as F
 
-from shmi_spark.model.cells import covariate_cells
 from shmi_spark.config import ModelConfig
+from shmi_spark.io.publish import write_table
+from shmi_spark.model.batches import pack_batches
+from shmi_spark.model.cells import covariate_cells
+from shmi_spark.model.design import INTERCEPT, TERMS, GroupDesign, group_designs
+from shmi_spark.model.fit import COEF_COLUMNS, DIAG_COLUMNS, GroupModels, fit_group_models
 from shmi_spark.model.scoring import expected_by_trust, score_spells
-from shmi_spark.model.fit import (COEF_COLUMNS, DIAG_COLUMNS, INTERCEPT, TERMS, GroupModels,
-                               fit_group_models, write_models)
 
 WS, WE = date(2017, 4, 1), date(2020, 3, 31)
 AGES = ["<1", "1-4", "20-24", "45-49", "60-64", "70-74", "80-84", "90+"]
@@ -71,9 +73,9 @@ def synthetic_spells(n: int, groups: dict[int, float], *, seed: int, perinatal: 
             levels = LEVELS.get(term, ["1", "2", "3"])
             if term == "BIRWEIT_BAND" and g not in perinatal:
                 continue
-            eff = dict(zip(levels, rng.normal(0, effect_sd, len(levels))))
+            eff = dict(zip(levels, rng.normal(0, effect_sd, len(levels)), strict=True))
             if term == "AGE_BAND":  # a realistic age gradient
-                eff = {lv: e + 0.35 * i for i, (lv, e) in enumerate(zip(levels, eff.values()))}
+                eff = {lv: e + 0.35 * i for i, (lv, e) in enumerate(zip(levels, eff.values(), strict=True))}
             tg[term] = eff
             lp[m] += df.loc[m, term].astype(str).map(eff).to_numpy()
         truth[g] = tg
@@ -180,9 +182,11 @@ def test_coefficient_table_shape(equivalence_world):
     assert np.isfinite(c["ESTIMATE"]).all()
 
 
-def test_write_models(tmp_path, equivalence_world):
+def test_write_models(spark, tmp_path, equivalence_world):
+    """The two tables as the pipeline writes them (``model/<period>/``, csv and parquet)."""
     _, _, models = equivalence_world
-    write_models(models, tmp_path / "models")
+    for name, table in (("coefficients", models.coefficients), ("diagnostics", models.diagnostics)):
+        write_table(spark, table, str(tmp_path / "models"), name)
     for name, table in (("coefficients", models.coefficients), ("diagnostics", models.diagnostics)):
         back = pd.read_parquet(tmp_path / "models" / f"{name}.parquet")
         assert len(back) == len(table)
@@ -335,7 +339,7 @@ def test_result_independent_of_parallelism(spark):
 
 
 def test_batched_fit_equals_fits_alone(spark, equivalence_world):
-    """Block-diagonal batches give each group exactly its own MLE (model_batches)."""
+    """Block-diagonal batches give each group exactly its own MLE (model.batches)."""
     _, spells, batched = equivalence_world
     cells = covariate_cells(spells, window_start=WS, window_end=WE)
     alone = fit_group_models(spark, cells, config=ModelConfig(parallelism=3, batch_parameters=0))
@@ -383,11 +387,8 @@ def test_non_converging_group_leaves_its_batch(spark):
 
 
 def test_pack_batches():
-    from shmi_spark.model.batches import pack_batches
-    from shmi_spark.model.fit import _Design
-
     def design(g, p):
-        return _Design(group=g, spells=10, deaths=1, n_cells=1, features=[("AGE_BAND", str(i)) for i in range(p)])
+        return GroupDesign(group=g, spells=10, deaths=1, n_cells=1, features=[("AGE_BAND", str(i)) for i in range(p)])
 
     designs = [design(5, 3), design(1, 3), design(2, 3), design(3, 20), design(4, 5), design(6, 1)]
     batches, alone = pack_batches(designs, max_params=10)
@@ -398,6 +399,35 @@ def test_pack_batches():
     assert batches[0].n_params == 8 and batches[0].term_sizes == {"AGE_BAND": 6}
     # group 2's levels follow group 1's in the AGE_BAND block, after the two intercepts
     assert batches[0].coefficient_index(2, "AGE_BAND", "0") == 2 + 3
+
+
+def test_group_designs_from_counts():
+    """A group's encoding from its level counts alone: reference, fixed separated levels, notes."""
+    one = {"SEX_CAT": "male", "ADMIMETH_CAT": "elective", "ADM_MONTH": "1", "YEAR_INDEX": "1",
+           "CHARLSON_BAND": "0", "BIRWEIT_BAND": "n/a"}
+    rows = [(1, "AGE_BAND", "70-74", 100, 20), (1, "AGE_BAND", "90+", 40, 0), (1, "AGE_BAND", "60-64", 100, 10)]
+    rows += [(1, t, lv, 240, 30) for t, lv in one.items()]
+    # group 2: every AGE_BAND level separated (the extended MLE does not apply)
+    rows += [(2, "AGE_BAND", "60-64", 30, 0), (2, "AGE_BAND", "70-74", 20, 20)]
+    rows += [(2, t, "female" if t == "SEX_CAT" else lv, 50, 20) for t, lv in one.items()]
+    counts = pd.DataFrame(rows, columns=["DIAG_GROUP", "TERM", "LEVEL", "SPELLS", "DEATHS"]).assign(N_CELLS=1)
+    d1, d2 = group_designs(counts, separation_logit=25.0)
+    assert (d1.group, d1.spells, d1.deaths, d1.n_cells) == (1, 240, 30, 3)
+    assert [lv for lv, _, _ in d1.levels["AGE_BAND"]] == ["60-64", "70-74", "90+"]
+    assert d1.reference["AGE_BAND"] == "60-64"  # 100 spells each: the first in natural order
+    assert d1.features == [("AGE_BAND", "70-74")] and d1.fixed == {("AGE_BAND", "90+"): -25.0}
+    assert d1.separated == ["AGE_BAND=90+ (0/40 died)"] and not d1.unresolved
+    assert "BIRWEIT_BAND" not in d1.levels and d1.n_params == 2
+    assert d1.notes == ["levels absent, dropped: SEX_CAT{female}",
+                        "single-level terms, no parameter: SEX_CAT=male ADMIMETH_CAT=elective ADM_MONTH=1 "
+                        "YEAR_INDEX=1 CHARLSON_BAND=0"]
+    assert d2.unresolved and d2.features == [] and set(d2.fixed) == {("AGE_BAND", "60-64"), ("AGE_BAND", "70-74")}
+    # the penalised refit, and the rules other than extended_mle, estimate every level
+    assert d1.without_fixed().features == [("AGE_BAND", "70-74"), ("AGE_BAND", "90+")]
+    assert d1.without_fixed().fixed == {}
+    plain = group_designs(counts)[0]
+    assert plain.fixed == {} and plain.features == [("AGE_BAND", "70-74"), ("AGE_BAND", "90+")]
+    assert plain.separated == d1.separated
 
 
 def test_fewer_cells_than_parameters_is_singular(spark):

@@ -11,6 +11,8 @@ import pytest
 from shmi_spark.config import load_config
 from conftest import TEST_PROFILE
 
+pytestmark = pytest.mark.slow  # every test here runs the whole pipeline on a 20,000-admission world
+
 WORLD_N = 20_000
 WORLD_SEED = 11
 

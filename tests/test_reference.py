@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from shmi_spark.data import packaged_file
+
 from shmi_spark.errors import InputError
 from shmi_spark.io.reference import (
     group_codes,
@@ -17,8 +19,8 @@ from shmi_spark.io.reference import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DIAG = ROOT / "conf" / "reference" / "diag_groups.csv"
-DEFAULT_CHARLSON = ROOT / "conf" / "reference" / "charlson.csv"
+DEFAULT_DIAG = packaged_file("reference/diag_groups.csv")
+DEFAULT_CHARLSON = packaged_file("reference/charlson.csv")
 
 
 @pytest.fixture(scope="module")

@@ -1,27 +1,44 @@
-"""Rule tests for METHOD.md §1–4 on small hand-built cases."""
+"""Rule tests for METHOD.md §1–4 on small hand-built cases, run through the whole chain at once.
+
+Each test declares its case (episodes and deaths) with :func:`spell_cases.chain_case` beside
+it; the session fixture ``chain`` runs every declared case through validation and spells at once,
+then lookup → Charlson → covariates → linkage once for the default method and once for the cases
+of :data:`ALT_METHOD`.  Each case has its own ids (``HESID``, ``EPIKEY`` and ``PROVSPNOPS``
+prefixed with the case's name, so cases cannot link to each other), and each test gets its own
+rows back with the prefix removed.  The column functions themselves are tested directly in
+``test_columns.py``.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 
 from chispa import assert_df_equality
-from pyspark.sql import functions as F
+from spell_cases import chain_case, episode
 
 from shmi_spark.config import MethodConfig
-from spell_cases import episode, run_spells
 
 D = dt.date.fromisoformat
 
+#: The second run: three options at once.  Each case run with it is built so that only its own
+#: option can change its result (no death for the Charlson and symptom cases, no comorbidity and
+#: no symptom code for the death-window case).
+ALT_METHOD = MethodConfig(death_window_days=31, charlson_hierarchy=True, symptom_second_episode=True)
 
-def test_multi_episode_spell_first_gives_case_mix_last_gives_discharge(spark):
-    rows, *_ = run_spells(spark, [
-        episode(EPIKEY="E2", EPIORDER="2", EPISTART="2008-01-12", EPIEND="2008-01-20", DISDATE="2008-01-20",
-                DISMETH="1", DIAG_4_01="J189", STARTAGE="71", SEX="2", ADMIMETH="11",
-                DIAG_4_02="I500"),
-        episode(EPIKEY="E1", EPIORDER="1", EPISTART="2008-01-10", EPIEND="2008-01-12", DISDATE=None,
-                DISMETH="8", DIAG_4_01="I219", STARTAGE="70", SEX="1", ADMIMETH="21",
-                DIAG_4_02="E119"),
-    ])
+
+MULTI_EPISODE = chain_case("multi_episode", [
+    episode(EPIKEY="E2", EPIORDER="2", EPISTART="2008-01-12", EPIEND="2008-01-20", DISDATE="2008-01-20",
+            DISMETH="1", DIAG_4_01="J189", STARTAGE="71", SEX="2", ADMIMETH="11",
+            DIAG_4_02="I500"),
+    episode(EPIKEY="E1", EPIORDER="1", EPISTART="2008-01-10", EPIEND="2008-01-12", DISDATE=None,
+            DISMETH="8", DIAG_4_01="I219", STARTAGE="70", SEX="1", ADMIMETH="21",
+            DIAG_4_02="E119"),
+])
+
+
+def test_multi_episode_spell_first_gives_case_mix_last_gives_discharge(chain):
+    rows = chain.rows(MULTI_EPISODE)
     assert list(rows) == ["RA1:S1"]
     r = rows["RA1:S1"]
     assert (r["DIAG_PRIMARY"], r["DIAG_GROUP"], r["AGE_BAND"], r["SEX_CAT"], r["ADMIMETH_CAT"]) == \
@@ -31,226 +48,262 @@ def test_multi_episode_spell_first_gives_case_mix_last_gives_discharge(spark):
     assert r["DIED"] == 0 and r["DEATH_IN_HOSPITAL"] is None and r["DOD"] is None
 
 
-def test_spell_key_without_provspnops(spark):
-    rows, *_ = run_spells(spark, [
-        episode(EPIKEY="E1", PROVSPNOPS=None, EPIORDER="1", EPIEND="2008-01-12", DISDATE=None, DISMETH="8"),
-        episode(EPIKEY="E2", PROVSPNOPS=" ", EPIORDER="2", EPISTART="2008-01-12"),
-        episode(EPIKEY="E3", PROVSPNOPS=None, ADMIDATE="2008-03-01", EPISTART="2008-03-01",
-                EPIEND="2008-03-02", DISDATE="2008-03-02"),
-    ])
+SPELL_KEY = chain_case("spell_key", [
+    episode(EPIKEY="E1", PROVSPNOPS=None, EPIORDER="1", EPIEND="2008-01-12", DISDATE=None, DISMETH="8"),
+    episode(EPIKEY="E2", PROVSPNOPS=" ", EPIORDER="2", EPISTART="2008-01-12"),
+    episode(EPIKEY="E3", PROVSPNOPS=None, ADMIDATE="2008-03-01", EPISTART="2008-03-01",
+            EPIEND="2008-03-02", DISDATE="2008-03-02"),
+])
+
+
+def test_spell_key_without_provspnops(chain):
+    """A missing or blank PROVSPNOPS: the episodes of one admission still make one spell (spell_key: test_columns)."""
+    rows = chain.rows(SPELL_KEY)
     assert sorted(rows) == ["P1:RA1:2008-01-10", "P1:RA1:2008-03-01"]
     assert rows["P1:RA1:2008-01-10"]["DISDATE"] == D("2008-01-15")
 
 
-def test_transfer_then_death_goes_to_second_trust_only(spark):
-    rows, *_ = run_spells(spark, [
-        episode(EPIKEY="E1", PROCODE3="RA1", PROVSPNOPS="S1", ADMIDATE="2008-01-10", EPISTART="2008-01-10",
-                EPIEND="2008-01-15", DISDATE="2008-01-15", DISDEST="51"),
-        episode(EPIKEY="E2", PROCODE3="RB2", PROVSPNOPS="T1", ADMIDATE="2008-01-15", EPISTART="2008-01-15",
-                EPIEND="2008-01-18", DISDATE="2008-01-18", DISMETH="4", ADMISORC="51"),
-    ], deaths=[("P1", "2008-01-18")])
+TRANSFER = chain_case("transfer", [
+    episode(EPIKEY="E1", PROCODE3="RA1", PROVSPNOPS="S1", ADMIDATE="2008-01-10", EPISTART="2008-01-10",
+            EPIEND="2008-01-15", DISDATE="2008-01-15", DISDEST="51"),
+    episode(EPIKEY="E2", PROCODE3="RB2", PROVSPNOPS="T1", ADMIDATE="2008-01-15", EPISTART="2008-01-15",
+            EPIEND="2008-01-18", DISDATE="2008-01-18", DISMETH="4", ADMISORC="51"),
+], deaths=[("P1", "2008-01-18")])
+
+
+def test_transfer_then_death_goes_to_second_trust_only(chain):
+    rows = chain.rows(TRANSFER)
     assert rows["RA1:S1"]["DIED"] == 0
     assert rows["RB2:T1"]["DIED"] == 1 and rows["RB2:T1"]["DEATH_IN_HOSPITAL"] == 1
     assert rows["RB2:T1"]["DOD"] == D("2008-01-18")
 
 
-def test_readmission_then_death_only_last_spell_dies(spark):
-    rows, *_ = run_spells(spark, [
-        episode(EPIKEY="E1", PROVSPNOPS="S1", ADMIDATE="2008-01-01", EPISTART="2008-01-01",
-                EPIEND="2008-01-05", DISDATE="2008-01-05"),
-        episode(EPIKEY="E2", PROVSPNOPS="S2", ADMIDATE="2008-01-10", EPISTART="2008-01-10",
-                EPIEND="2008-01-12", DISDATE="2008-01-12"),
-    ], deaths=[("P1", "2008-01-20")])
+READMISSION = chain_case("readmission", [
+    episode(EPIKEY="E1", PROVSPNOPS="S1", ADMIDATE="2008-01-01", EPISTART="2008-01-01",
+            EPIEND="2008-01-05", DISDATE="2008-01-05"),
+    episode(EPIKEY="E2", PROVSPNOPS="S2", ADMIDATE="2008-01-10", EPISTART="2008-01-10",
+            EPIEND="2008-01-12", DISDATE="2008-01-12"),
+], deaths=[("P1", "2008-01-20")])
+
+
+def test_readmission_then_death_only_last_spell_dies(chain):
+    rows = chain.rows(READMISSION)
     assert rows["RA1:S1"]["DIED"] == 0
     assert rows["RA1:S2"]["DIED"] == 1 and rows["RA1:S2"]["DEATH_IN_HOSPITAL"] == 0
 
 
-def test_death_on_day_30_counts_and_day_31_does_not(spark):
-    cases = [episode(HESID="P30", EPIKEY="E1", PROVSPNOPS="A"), episode(HESID="P31", EPIKEY="E2", PROVSPNOPS="B")]
-    deaths = [("P30", (D("2008-01-15") + dt.timedelta(days=30)).isoformat()),
-              ("P31", (D("2008-01-15") + dt.timedelta(days=31)).isoformat())]
-    rows, _, _, linked = run_spells(spark, cases, deaths=deaths)
+_DAY_30_31 = dict(
+    episodes=[episode(HESID="P30", EPIKEY="E1", PROVSPNOPS="A"), episode(HESID="P31", EPIKEY="E2", PROVSPNOPS="B")],
+    deaths=[("P30", (D("2008-01-15") + dt.timedelta(days=30)).isoformat()),
+            ("P31", (D("2008-01-15") + dt.timedelta(days=31)).isoformat())])
+DAY_30_31 = chain_case("day_30_31", **_DAY_30_31)
+DAY_30_31_WINDOW_31 = chain_case("day_30_31_window_31", **_DAY_30_31, method=ALT_METHOD)
+
+
+def test_death_on_day_30_counts_and_day_31_does_not(chain):
+    rows = chain.rows(DAY_30_31)
     assert rows["RA1:A"]["DIED"] == 1 and rows["RA1:A"]["DEATH_IN_HOSPITAL"] == 0
     assert rows["RA1:B"]["DIED"] == 0
     # the window is a setting
-    rows, *_ = run_spells(spark, cases, deaths=deaths, method=MethodConfig(death_window_days=31))
+    rows = chain.rows(DAY_30_31_WINDOW_31)
     assert rows["RA1:B"]["DIED"] == 1
 
 
-def test_death_in_hospital_without_ons_record(spark):
-    rows, _, _, linked = run_spells(spark, [episode(DISMETH="4")])
-    r = rows["RA1:S1"]
+DISMETH_4 = chain_case("dismeth_4", [episode(DISMETH="4")])
+
+
+def test_death_in_hospital_without_ons_record(chain):
+    r = chain.rows(DISMETH_4)["RA1:S1"]
     assert (r["DIED"], r["DEATH_IN_HOSPITAL"], r["DOD"]) == (1, 1, D("2008-01-15"))
 
 
-def test_ons_death_on_discharge_day_is_in_hospital(spark):
-    rows, *_ = run_spells(spark, [episode()], deaths=[("P1", "2008-01-15")])
+DISCHARGE_DAY = chain_case("discharge_day", [episode()], deaths=[("P1", "2008-01-15")])
+
+
+def test_ons_death_on_discharge_day_is_in_hospital(chain):
+    rows = chain.rows(DISCHARGE_DAY)
     assert rows["RA1:S1"]["DIED"] == 1 and rows["RA1:S1"]["DEATH_IN_HOSPITAL"] == 1
 
 
-def test_ons_death_before_admission_is_reported_not_linked(spark):
-    from shmi_spark.hes.linkage import linkage_counts
-    from spell_cases import raw_deaths
-    from shmi_spark.hes.validate import validate_deaths
+BEFORE_ADMISSION = chain_case("before_admission", [episode()], deaths=[("P1", "2007-12-01")])
 
-    deaths = [("P1", "2007-12-01")]
-    rows, _, _, linked = run_spells(spark, [episode()], deaths=deaths)
-    assert rows["RA1:S1"]["DIED"] == 0
-    d_ok, _ = validate_deaths(raw_deaths(spark, deaths))
-    counts = linkage_counts(linked, d_ok)
+
+def test_ons_death_before_admission_is_reported_not_linked(chain):
+    assert chain.rows(BEFORE_ADMISSION)["RA1:S1"]["DIED"] == 0
+    counts = chain.linkage_counts(BEFORE_ADMISSION)
     assert counts["deaths_before_first_admission"] == 1
     assert counts["deaths_linked"] == 0
 
 
-def test_duplicate_death_records_keep_earliest_and_are_counted(spark):
-    from shmi_spark.hes.linkage import linkage_counts
-    from spell_cases import raw_deaths
-    from shmi_spark.hes.validate import validate_deaths
+DUPLICATE_DEATHS = chain_case("duplicate_deaths", [episode()],
+                              deaths=[("P1", "2008-03-20"), ("P1", "2008-01-30"), ("P1", "2008-01-31")])
 
-    deaths = [("P1", "2008-03-20"), ("P1", "2008-01-30"), ("P1", "2008-01-31")]
-    rows, _, _, linked = run_spells(spark, [episode()], deaths=deaths)
+
+def test_duplicate_death_records_keep_earliest_and_are_counted(chain):
+    rows = chain.rows(DUPLICATE_DEATHS)
     assert rows["RA1:S1"]["DOD"] == D("2008-01-30") and rows["RA1:S1"]["DIED"] == 1
-    d_ok, _ = validate_deaths(raw_deaths(spark, deaths))
-    counts = linkage_counts(linked, d_ok)
+    counts = chain.linkage_counts(DUPLICATE_DEATHS)
     assert (counts["death_records"], counts["duplicate_death_records"], counts["patients_with_ons_death"]) == (3, 2, 1)
 
 
-def test_excluded_spells_do_not_take_the_death(spark):
+EXCLUDED_LAST = chain_case("excluded_last", [
+    episode(EPIKEY="E1", PROVSPNOPS="S1"),
+    episode(EPIKEY="E2", PROVSPNOPS="S2", CLASSPAT="2", ADMIDATE="2008-01-20", EPISTART="2008-01-20",
+            EPIEND="2008-01-20", DISDATE="2008-01-20"),
+], deaths=[("P1", "2008-01-25")])
+
+
+def test_excluded_spells_do_not_take_the_death(chain):
     """A day case after the last included spell is excluded first: the death goes to the ordinary spell."""
-    rows, spells, _, _ = run_spells(spark, [
-        episode(EPIKEY="E1", PROVSPNOPS="S1"),
-        episode(EPIKEY="E2", PROVSPNOPS="S2", CLASSPAT="2", ADMIDATE="2008-01-20", EPISTART="2008-01-20",
-                EPIEND="2008-01-20", DISDATE="2008-01-20"),
-    ], deaths=[("P1", "2008-01-25")])
+    rows = chain.rows(EXCLUDED_LAST)
     assert rows["RA1:S1"]["DIED"] == 1
     assert "RA1:S2" not in rows
 
 
-def test_exclusions_each_counted_by_reason(spark):
-    _, spells, _, _ = run_spells(spark, [
-        episode(HESID="A", EPIKEY="E1", PROVSPNOPS="1"),
-        episode(HESID="B", EPIKEY="E2", PROVSPNOPS="2", CLASSPAT="2"),
-        episode(HESID="C", EPIKEY="E3", PROVSPNOPS="3", CLASSPAT="3"),
-        episode(HESID="D", EPIKEY="E4", PROVSPNOPS="4", CLASSPAT="4"),
-        episode(HESID="E", EPIKEY="E5", PROVSPNOPS="5", DISMETH="5", STARTAGE="7001", DIAG_4_01="P070"),
-        episode(HESID="F", EPIKEY="E6", PROVSPNOPS="6", PROCODE3="SP1"),
-        episode(HESID="G", EPIKEY="E7", PROVSPNOPS="7", EPISTAT="1", EPIEND=None, DISDATE=None),
-        episode(HESID="H", EPIKEY="E8", PROVSPNOPS="8", EPIORDER="1", EPIEND="2008-01-12", DISDATE=None,
-                DISMETH="8"),
-        episode(HESID="H", EPIKEY="E9", PROVSPNOPS="8", EPIORDER="2", EPISTAT="1", EPISTART="2008-01-12",
-                EPIEND=None, DISDATE=None, DISMETH=None),
-        episode(HESID="I", EPIKEY="E10", PROVSPNOPS="9", CLASSPAT="5"),
-    ])
-    got = {r["EXCLUSION"]: r["n"] for r in spells.groupBy("EXCLUSION").agg(F.count("*").alias("n")).collect()}
+EXCLUSIONS = chain_case("exclusions", [
+    episode(HESID="A", EPIKEY="E1", PROVSPNOPS="1"),
+    episode(HESID="B", EPIKEY="E2", PROVSPNOPS="2", CLASSPAT="2"),
+    episode(HESID="C", EPIKEY="E3", PROVSPNOPS="3", CLASSPAT="3"),
+    episode(HESID="D", EPIKEY="E4", PROVSPNOPS="4", CLASSPAT="4"),
+    episode(HESID="E", EPIKEY="E5", PROVSPNOPS="5", DISMETH="5", STARTAGE="7001", DIAG_4_01="P070"),
+    episode(HESID="F", EPIKEY="E6", PROVSPNOPS="6", PROCODE3="SP1"),
+    episode(HESID="G", EPIKEY="E7", PROVSPNOPS="7", EPISTAT="1", EPIEND=None, DISDATE=None),
+    episode(HESID="H", EPIKEY="E8", PROVSPNOPS="8", EPIORDER="1", EPIEND="2008-01-12", DISDATE=None,
+            DISMETH="8"),
+    episode(HESID="H", EPIKEY="E9", PROVSPNOPS="8", EPIORDER="2", EPISTAT="1", EPISTART="2008-01-12",
+            EPIEND=None, DISDATE=None, DISMETH=None),
+    episode(HESID="I", EPIKEY="E10", PROVSPNOPS="9", CLASSPAT="5"),
+])
+
+
+def test_exclusions_each_counted_by_reason(chain):
+    spells = chain.spells(EXCLUSIONS)
+    got = Counter(r["EXCLUSION"] for r in spells)
     assert got == {None: 2, "DAY_CASE_OR_REGULAR_ATTENDER": 3, "STILLBIRTH": 1, "NOT_ACUTE_TRUST": 1,
                    "NO_DISCHARGE_DATE": 1}
     # the unfinished single-episode spell G never becomes a spell
-    assert spells.where(F.col("HESID") == "G").count() == 0
+    assert [r for r in spells if r["HESID"] == "G"] == []
 
 
-def test_missing_age_sex_method_are_kept_as_unknown(spark):
-    rows, *_ = run_spells(spark, [
-        episode(EPIKEY="E1", PROVSPNOPS="1", STARTAGE=None, SEX="9", ADMIMETH="99"),
-        episode(EPIKEY="E2", PROVSPNOPS="2", STARTAGE="999", SEX="", ADMIMETH=None, HESID="Q"),
-        episode(EPIKEY="E3", PROVSPNOPS="3", STARTAGE="7003", SEX="0", ADMIMETH="2A", HESID="R"),
-    ])
-    assert [(rows[k]["AGE_BAND"], rows[k]["SEX_CAT"], rows[k]["ADMIMETH_CAT"]) for k in ("RA1:1", "RA1:2", "RA1:3")] == [
+MISSING_LEVELS = chain_case("missing_levels", [
+    episode(EPIKEY="E1", PROVSPNOPS="1", STARTAGE=None, SEX="9", ADMIMETH="99"),
+    episode(EPIKEY="E2", PROVSPNOPS="2", STARTAGE="999", SEX="", ADMIMETH=None, HESID="Q"),
+    episode(EPIKEY="E3", PROVSPNOPS="3", STARTAGE="7003", SEX="0", ADMIMETH="2A", HESID="R"),
+])
+
+
+def test_missing_age_sex_method_are_kept_as_unknown(chain):
+    """Raw missing and HES null codes keep the spell and reach the unknown levels (the levels: test_columns)."""
+    rows = chain.rows(MISSING_LEVELS)
+    got = [(rows[k]["AGE_BAND"], rows[k]["SEX_CAT"], rows[k]["ADMIMETH_CAT"]) for k in ("RA1:1", "RA1:2", "RA1:3")]
+    assert got == [
         ("unknown", "unknown", "unknown"), ("unknown", "unknown", "unknown"), ("<1", "unknown", "non-elective")]
 
 
-def test_age_bands(spark):
-    ages = {"0": "<1", "1": "1-4", "4": "1-4", "5": "5-9", "14": "10-14", "89": "85-89", "90": "90+", "104": "90+"}
-    rows, *_ = run_spells(spark, [episode(HESID=f"H{a}", EPIKEY=f"E{a}", PROVSPNOPS=a, STARTAGE=a) for a in ages])
-    assert {k.split(":")[1]: v["AGE_BAND"] for k, v in rows.items()} == ages
+CHARLSON_POSITIONS = chain_case("charlson_positions", [
+    # cancer + metastatic + CHF in positions 02, 05 and 20: 8 + 14 + 13 = 35 (no hierarchy by default)
+    episode(HESID="D", EPIKEY="4", PROVSPNOPS="4", DIAG_4_02="C349", DIAG_4_05="C787", DIAG_4_20="I500"),
+    # the primary diagnosis is not a comorbidity
+    episode(HESID="E", EPIKEY="5", PROVSPNOPS="5", DIAG_4_01="I500"),
+])
 
 
-def test_charlson_each_condition_once_and_floor_at_zero(spark):
-    rows, *_ = run_spells(spark, [
-        # AMI twice (two prefixes) counts once: 5
-        episode(HESID="A", EPIKEY="1", PROVSPNOPS="1", DIAG_4_02="I210", DIAG_4_03="I252", DIAG_4_04="I219"),
-        # diabetes complications alone: -1 floored at 0
-        episode(HESID="B", EPIKEY="2", PROVSPNOPS="2", DIAG_4_02="E102"),
-        # diabetes + complications: 3 - 1 = 2
-        episode(HESID="C", EPIKEY="3", PROVSPNOPS="3", DIAG_4_02="E119", DIAG_4_03="E112"),
-        # cancer + metastatic + CHF: 8 + 14 + 13 = 35 (no hierarchy by default)
-        episode(HESID="D", EPIKEY="4", PROVSPNOPS="4", DIAG_4_02="C349", DIAG_4_05="C787", DIAG_4_20="I500"),
-        # the primary diagnosis is not a comorbidity
-        episode(HESID="E", EPIKEY="5", PROVSPNOPS="5", DIAG_4_01="I500"),
-    ])
-    got = {k: (v["CHARLSON_SCORE"], v["CHARLSON_BAND"]) for k, v in rows.items()}
-    assert got == {"RA1:1": (5, "1-5"), "RA1:2": (0, "0"), "RA1:3": (2, "1-5"), "RA1:4": (35, ">5"),
-                   "RA1:5": (0, "0")}
+def test_charlson_from_every_secondary_position_and_not_the_primary(chain):
+    """The score's arithmetic (once per condition, floor at 0): test_columns; here, which codes reach it."""
+    got = {k: (v["CHARLSON_SCORE"], v["CHARLSON_BAND"]) for k, v in chain.rows(CHARLSON_POSITIONS).items()}
+    assert got == {"RA1:4": (35, ">5"), "RA1:5": (0, "0")}
 
 
-def test_charlson_hierarchy_option(spark):
-    cases = [episode(HESID="D", EPIKEY="4", PROVSPNOPS="4", DIAG_4_02="C349", DIAG_4_03="C787",
-                     DIAG_4_04="K703", DIAG_4_05="K721")]
-    rows, *_ = run_spells(spark, cases)
-    assert rows["RA1:4"]["CHARLSON_SCORE"] == 8 + 14 + 8 + 18
-    rows, *_ = run_spells(spark, cases, method=MethodConfig(charlson_hierarchy=True))
-    assert rows["RA1:4"]["CHARLSON_SCORE"] == 14 + 18
+_HIERARCHY = [episode(HESID="D", EPIKEY="4", PROVSPNOPS="4", DIAG_4_02="C349", DIAG_4_03="C787",
+                      DIAG_4_04="K703", DIAG_4_05="K721")]
+HIERARCHY_OFF = chain_case("hierarchy_off", _HIERARCHY)
+HIERARCHY_ON = chain_case("hierarchy_on", _HIERARCHY, method=ALT_METHOD)
 
 
-def test_lower_case_dotted_and_three_character_codes(spark):
-    rows, *_ = run_spells(spark, [
-        episode(HESID="A", EPIKEY="1", PROVSPNOPS="1", DIAG_4_01="i21.9", DIAG_4_02="e11.9"),
-        episode(HESID="B", EPIKEY="2", PROVSPNOPS="2", DIAG_4_01="a09", DIAG_4_02=" c34-1 "),
-        episode(HESID="C", EPIKEY="3", PROVSPNOPS="3", DIAG_4_01="J18.1"),
-    ])
-    assert (rows["RA1:1"]["DIAG_PRIMARY"], rows["RA1:1"]["DIAG_GROUP"], rows["RA1:1"]["CHARLSON_SCORE"]) == ("I219", 57, 3)
-    assert (rows["RA1:2"]["DIAG_PRIMARY"], rows["RA1:2"]["DIAG_GROUP"], rows["RA1:2"]["CHARLSON_SCORE"]) == ("A09X", 83, 8)
+def test_charlson_hierarchy_option_reaches_the_spell_table(chain):
+    """``method.charlson_hierarchy`` is applied by the chain (the rule itself: test_columns)."""
+    assert chain.rows(HIERARCHY_OFF)["RA1:4"]["CHARLSON_SCORE"] == 8 + 14 + 8 + 18
+    assert chain.rows(HIERARCHY_ON)["RA1:4"]["CHARLSON_SCORE"] == 14 + 18
+
+
+MESSY_CODES = chain_case("messy_codes", [
+    episode(HESID="A", EPIKEY="1", PROVSPNOPS="1", DIAG_4_01="i21.9", DIAG_4_02="e11.9"),
+    episode(HESID="B", EPIKEY="2", PROVSPNOPS="2", DIAG_4_01="a09", DIAG_4_02=" c34-1 "),
+    episode(HESID="C", EPIKEY="3", PROVSPNOPS="3", DIAG_4_01="J18.1"),
+])
+
+
+def test_lower_case_dotted_and_three_character_codes(chain):
+    rows = chain.rows(MESSY_CODES)
+    def got(key):
+        return rows[key]["DIAG_PRIMARY"], rows[key]["DIAG_GROUP"], rows[key]["CHARLSON_SCORE"]
+
+    assert got("RA1:1") == ("I219", 57, 3)
+    assert got("RA1:2") == ("A09X", 83, 8)
     # a 4-character entry wins over its 3-character category
     assert rows["RA1:3"]["DIAG_GROUP"] == 74
 
 
-def test_invalid_and_unmapped_primary_go_to_invalid_group(spark):
-    rows, *_ = run_spells(spark, [
-        episode(HESID="A", EPIKEY="1", PROVSPNOPS="1", DIAG_4_01="ZZZZ", DIAG_4_02="I500"),
-        episode(HESID="B", EPIKEY="2", PROVSPNOPS="2", DIAG_4_01="U071"),
-        episode(HESID="C", EPIKEY="3", PROVSPNOPS="3", DIAG_4_01=None),
-    ])
+INVALID_PRIMARY = chain_case("invalid_primary", [
+    episode(HESID="A", EPIKEY="1", PROVSPNOPS="1", DIAG_4_01="ZZZZ", DIAG_4_02="I500"),
+    episode(HESID="B", EPIKEY="2", PROVSPNOPS="2", DIAG_4_01="U071"),
+    episode(HESID="C", EPIKEY="3", PROVSPNOPS="3", DIAG_4_01=None),
+])
+
+
+def test_invalid_and_unmapped_primary_go_to_invalid_group(chain):
+    rows = chain.rows(INVALID_PRIMARY)
     # the spell keeps its Charlson score; the invalid group's model ignores it (test_cells)
     assert {k: (v["DIAG_GROUP"], v["CHARLSON_SCORE"]) for k, v in rows.items()} == {
         "RA1:1": (0, 13), "RA1:2": (0, 0), "RA1:3": (0, 0)}
 
 
-def test_symptom_code_second_episode_option(spark):
-    cases = [
-        episode(EPIKEY="E1", EPIORDER="1", EPIEND="2008-01-12", DISDATE=None, DISMETH="8", DIAG_4_01="R069"),
-        episode(EPIKEY="E2", EPIORDER="2", EPISTART="2008-01-12", DIAG_4_01="J189"),
-    ]
-    rows, *_ = run_spells(spark, cases)
-    assert (rows["RA1:S1"]["DIAG_PRIMARY"], rows["RA1:S1"]["DIAG_GROUP"]) == ("R069", 140)
-    rows, *_ = run_spells(spark, cases, method=MethodConfig(symptom_second_episode=True))
-    assert (rows["RA1:S1"]["DIAG_PRIMARY"], rows["RA1:S1"]["DIAG_GROUP"]) == ("J189", 73)
+_SYMPTOM = [
+    episode(EPIKEY="E1", EPIORDER="1", EPIEND="2008-01-12", DISDATE=None, DISMETH="8", DIAG_4_01="R069"),
+    episode(EPIKEY="E2", EPIORDER="2", EPISTART="2008-01-12", DIAG_4_01="J189"),
+]
+SYMPTOM_OFF = chain_case("symptom_off", _SYMPTOM)
+SYMPTOM_ON = chain_case("symptom_on", _SYMPTOM, method=ALT_METHOD)
 
 
-def test_birth_weight_band_only_in_perinatal_groups(spark):
-    rows, *_ = run_spells(spark, [
-        episode(HESID="A", EPIKEY="1", PROVSPNOPS="1", DIAG_4_01="P073", STARTAGE="7001", BIRWEIT_1="0850"),
-        episode(HESID="B", EPIKEY="2", PROVSPNOPS="2", DIAG_4_01="P073", STARTAGE="7001", BIRWEIT_1="9999"),
-        episode(HESID="C", EPIKEY="3", PROVSPNOPS="3", DIAG_4_01="P073", STARTAGE="7001", BIRWEIT_1="3200"),
-        episode(HESID="D", EPIKEY="4", PROVSPNOPS="4", DIAG_4_01="J189", BIRWEIT_1="3200"),
-    ])
+def test_symptom_code_second_episode_option(chain):
+    r = chain.rows(SYMPTOM_OFF)["RA1:S1"]
+    assert (r["DIAG_PRIMARY"], r["DIAG_GROUP"]) == ("R069", 140)
+    r = chain.rows(SYMPTOM_ON)["RA1:S1"]
+    assert (r["DIAG_PRIMARY"], r["DIAG_GROUP"]) == ("J189", 73)
+
+
+BIRTH_WEIGHT = chain_case("birth_weight", [
+    episode(HESID="A", EPIKEY="1", PROVSPNOPS="1", DIAG_4_01="P073", STARTAGE="7001", BIRWEIT_1="0850"),
+    episode(HESID="B", EPIKEY="2", PROVSPNOPS="2", DIAG_4_01="P073", STARTAGE="7001", BIRWEIT_1="9999"),
+    episode(HESID="C", EPIKEY="3", PROVSPNOPS="3", DIAG_4_01="P073", STARTAGE="7001", BIRWEIT_1="3200"),
+    episode(HESID="D", EPIKEY="4", PROVSPNOPS="4", DIAG_4_01="J189", BIRWEIT_1="3200"),
+])
+
+
+def test_birth_weight_band_only_in_perinatal_groups(chain):
+    rows = chain.rows(BIRTH_WEIGHT)
     assert [rows[f"RA1:{i}"]["BIRWEIT_BAND"] for i in "1234"] == ["<1000", "unknown", "2500-4499", "n/a"]
 
 
-def test_contextual_fields(spark):
-    rows, *_ = run_spells(spark, [
-        episode(HESID="A", EPIKEY="1", PROVSPNOPS="1", EPIORDER="1", EPIEND="2008-01-12", DISDATE=None,
-                DISMETH="8", DIAG_4_02="I10X", DIAG_4_03="E119", IMD04_DECILE="1"),
-        episode(HESID="A", EPIKEY="2", PROVSPNOPS="1", EPIORDER="2", EPISTART="2008-01-12", TRETSPEF="315"),
-        episode(HESID="B", EPIKEY="3", PROVSPNOPS="2", DIAG_4_04="Z515", IMD04_DECILE="10"),
-        episode(HESID="C", EPIKEY="4", PROVSPNOPS="3", IMD04_DECILE=None),
-    ])
-    got = {k: (v["PALLIATIVE"], v["N_SECONDARY"], v["IMD_FIFTH"]) for k, v in rows.items()}
+CONTEXTUAL = chain_case("contextual", [
+    episode(HESID="A", EPIKEY="1", PROVSPNOPS="1", EPIORDER="1", EPIEND="2008-01-12", DISDATE=None,
+            DISMETH="8", DIAG_4_02="I10X", DIAG_4_03="E119", IMD04_DECILE="1"),
+    episode(HESID="A", EPIKEY="2", PROVSPNOPS="1", EPIORDER="2", EPISTART="2008-01-12", TRETSPEF="315"),
+    episode(HESID="B", EPIKEY="3", PROVSPNOPS="2", DIAG_4_04="Z515", IMD04_DECILE="10"),
+    episode(HESID="C", EPIKEY="4", PROVSPNOPS="3", IMD04_DECILE=None),
+])
+
+
+def test_contextual_fields(chain):
+    got = {k: (v["PALLIATIVE"], v["N_SECONDARY"], v["IMD_FIFTH"]) for k, v in chain.rows(CONTEXTUAL).items()}
     assert got == {"RA1:1": (1, 2, "5"), "RA1:2": (1, 1, "1"), "RA1:3": (0, 0, "unknown")}
 
 
-def test_spell_table_schema_contract(spark):
-    from shmi_spark.hes.spell_table import SPELL_COLUMNS
-    _, _, _, linked = run_spells(spark, [episode()])
-    table = linked.select(*SPELL_COLUMNS)
+SCHEMA = chain_case("schema", [episode()])
+
+
+def test_spell_table_schema_contract(chain, spark):
     expected = spark.createDataFrame(
         [("P1", "RA1:S1", "RA1", D("2008-01-10"), D("2008-01-15"), 2007, "I219", 57, 0, "0", "70-74", "male",
           "non-elective", 1, "n/a", 0, None, None, 0, "unknown", 0)],
@@ -258,4 +311,4 @@ def test_spell_table_schema_contract(spark):
                "DIAG_PRIMARY string, DIAG_GROUP int, CHARLSON_SCORE int, CHARLSON_BAND string, AGE_BAND string, "
                "SEX_CAT string, ADMIMETH_CAT string, ADM_MONTH int, BIRWEIT_BAND string, DIED int, "
                "DEATH_IN_HOSPITAL int, DOD date, PALLIATIVE int, IMD_FIFTH string, N_SECONDARY int")
-    assert_df_equality(table, expected, ignore_nullable=True)
+    assert_df_equality(chain.table(SCHEMA), expected, ignore_nullable=True)

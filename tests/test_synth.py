@@ -12,8 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from shmi_spark.errors import InputError
-from shmi_spark.synth import generate as G
+from shmi_spark.synth import generate as synth_generate
 from shmi_spark.synth.check import calibration_tables, format_calibration
 from shmi_spark.synth.episodes import COLUMNS
 
@@ -21,12 +20,12 @@ START, END = date(2005, 4, 1), date(2010, 9, 30)
 
 
 def _gen(out: Path, n: int, seed: int, workers: int, chunk: int, monkeypatch=None):
-    old = G.CHUNK_ADMISSIONS
-    G.CHUNK_ADMISSIONS = chunk
+    old = synth_generate.CHUNK_ADMISSIONS
+    synth_generate.CHUNK_ADMISSIONS = chunk
     try:
-        return G.generate(out, n, seed, START, END, workers=workers, log=lambda *_: None)
+        return synth_generate.generate(out, n, seed, START, END, workers=workers, log=lambda *_: None)
     finally:
-        G.CHUNK_ADMISSIONS = old
+        synth_generate.CHUNK_ADMISSIONS = old
 
 
 def _hashes(root: Path, sub: str = "") -> dict:
@@ -76,7 +75,7 @@ def test_layout_and_schema(world200):
     assert trusts.PROCODE3.is_unique and trusts.PROCODE3.str.len().eq(3).all()
     assert trusts[trusts.TYPE == "acute"].REGION.nunique() == 9
     for f in ("diag_groups.csv", "charlson.csv"):
-        assert (out / "reference" / f).read_bytes() == (G.DEFAULT_DIAG.parent / f).read_bytes()
+        assert (out / "reference" / f).read_bytes() == (synth_generate.DEFAULT_DIAG.parent / f).read_bytes()
     coef = pd.read_csv(out / "truth" / "coefficients.csv", dtype={"LEVEL": str}, keep_default_na=False)
     terms = set(coef.TERM)
     assert terms == {"INTERCEPT", "AGE_BAND", "SEX_CAT", "ADMIMETH_CAT", "ADM_MONTH", "CHARLSON_BAND",
@@ -140,9 +139,12 @@ def test_truth_counts_recomputed_from_files(world200):
         d = _valid_date(raw)
         dates[c] = d
         ep[c + "_bad"] = raw.notna() & d.isna()
-    shape_ok = lambda c: ep[c].fillna("").str.fullmatch(r"\d{4}-\d{2}-\d{2}|")
+    def shape_ok(c):
+        return ep[c].fillna("").str.fullmatch(r"\d{4}-\d{2}-\d{2}|")
+
     bad_date = ep[[c + "_bad" for c in ("ADMIDATE", "EPISTART", "EPIEND", "DISDATE")]].any(axis=1)
-    impossible = bad_date & pd.concat([shape_ok(c) for c in ("ADMIDATE", "EPISTART", "EPIEND", "DISDATE")], axis=1).all(axis=1)
+    impossible = bad_date & pd.concat([shape_ok(c) for c in ("ADMIDATE", "EPISTART", "EPIEND", "DISDATE")],
+                                      axis=1).all(axis=1)
     found["impossible_date"] = int(impossible.sum())
     found["unparseable_date"] = int((bad_date & ~impossible).sum())
     ebs = dates["EPIEND"] < dates["EPISTART"]
@@ -289,7 +291,7 @@ def test_calibration_200k(world200):
 
 
 def test_calibration_tables_reproduces_paper_from_paper_counts():
-    from shmi_spark.synth.world import calibration_targets
+    from shmi_spark.synth.paper import calibration_targets
     tgt = calibration_targets()
     t2 = tgt[(tgt.table == "T2") & (tgt.level != "total")]
     band = {"<1": "<1", "1-4": "1-4", "5-14": "10-14", "15-24": "20-24", "25-34": "30-34", "35-44": "40-44",

@@ -1,1 +1,3 @@
-"""Sub-commands of ``shmi``: one module each, ``add_arguments`` and ``run``."""
+"""The sub-commands of ``shmi``: one module each, with ``add_arguments(parser)`` and ``run(args)``."""
+
+__all__: list[str] = []

@@ -40,6 +40,8 @@ from __future__ import annotations
 import argparse
 import math
 
+__all__ = ["NATIONAL_SHMI_RANGE", "add_arguments", "national_shmi_warning", "run"]
+
 NATIONAL_SHMI_RANGE = (0.5, 2.0)
 
 
@@ -128,8 +130,8 @@ def national_shmi_warning(national_shmi: float) -> str | None:
 def run(args) -> int:
     import sys
 
-    from shmi_spark.indicator.banding import BadCountError, band_table
     from shmi_spark.errors import InputError
+    from shmi_spark.indicator.banding import BadCountError, band_table
 
     df = _read_csv(args.input)
     spells_col = args.spells_col or ("SPELLS" if "SPELLS" in df.columns else None)

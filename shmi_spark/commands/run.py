@@ -18,6 +18,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shmi_spark.config import Config
+
+__all__ = [
+    "DEFAULT_WORLD_ADMISSIONS", "DEFAULT_WORLD_SEED", "add_arguments", "settings_from_args",
+    "ensure_default_world", "run", "done_lines",
+]
 
 DEFAULT_WORLD_ADMISSIONS = 200_000
 DEFAULT_WORLD_SEED = 20120201
@@ -53,9 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def settings_from_args(args) -> dict:
     """Command-line flags as a nested settings dict (paths relative to the current folder)."""
     s: dict = {}
-    for flag, (section, key) in {"input": ("input", "dir"), "hes": ("input", "hes"),
-                                 "deaths": ("input", "deaths"), "trusts": ("input", "trusts"), "spells": ("input", "spells"),
-                                 "out": ("output", "dir"), "period_end": ("method", "period_end")}.items():
+    flags = {"input": ("input", "dir"), "hes": ("input", "hes"), "deaths": ("input", "deaths"),
+             "trusts": ("input", "trusts"), "spells": ("input", "spells"), "out": ("output", "dir"),
+             "period_end": ("method", "period_end")}
+    for flag, (section, key) in flags.items():
         value = getattr(args, flag)
         if value:
             s.setdefault(section, {})[key] = value
@@ -68,7 +78,7 @@ def settings_from_args(args) -> dict:
     return s
 
 
-def ensure_default_world(cfg) -> "Config":  # noqa: F821
+def ensure_default_world(cfg: Config) -> Config:
     """With no input configured, generate (once) and use the embedded default world."""
     if cfg.input.dir or cfg.input.hes or cfg.input.spells:
         return cfg
@@ -89,8 +99,8 @@ def run(args) -> int:
     import sys
 
     from shmi_spark.config import load_config
-    from shmi_spark.pipeline import prepare_run, run_pipeline
     from shmi_spark.io.runlog import start_run_log
+    from shmi_spark.pipeline import prepare_run, run_pipeline
     from shmi_spark.session import build_session
 
     cfg = load_config(args.conf, overrides=args.set, settings=settings_from_args(args))

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import sys
 from datetime import date
+from pathlib import Path
 
 from shmi_spark.errors import InputError
+
+__all__ = ["add_arguments", "write_world", "run"]
 
 
 def add_arguments(parser) -> None:
@@ -50,11 +53,11 @@ def write_world(out_dir: str, admissions: int, seed: int, start: date, end: date
     generator's summary, or None (``out_dir`` left unchanged) when the truth's
     rule and the plan disagree — an internal error.
     """
-    from shmi_spark.io.outputs import OutputFolder, local_path
+    from shmi_spark.io.outputs import OutputFolder, real_path
     from shmi_spark.synth.generate import generate
 
-    with OutputFolder(local_path(out_dir), kind="world", command=" ".join(sys.argv)) as out:
-        summary = generate(out.staging, admissions, seed, start, end, workers=workers, log=log)
+    with OutputFolder(real_path(out_dir), kind="world", command=" ".join(sys.argv)) as out:
+        summary = generate(Path(out.staging), admissions, seed, start, end, workers=workers, log=log)
         mm = summary["rule_vs_plan_mismatches"]
         if mm["included"] or mm["died"]:
             print(f"shmi synth: internal error: truth rule and plan disagree: {mm}; {out_dir} left unchanged",
@@ -78,7 +81,7 @@ def run(args) -> int:
         raise InputError(f"--start/--end: the window must span more than a year ({start} .. {end})")
     if start.month != 4 or start.day != 1:
         raise InputError(f"--start: the window must start on 1 April (a financial year), got {start}")
-    from shmi_spark.io.outputs import is_uri
+    from shmi_spark.io.paths import is_uri
     if is_uri(args.out):
         raise InputError(f"--out {args.out}: shmi synth writes to a local folder (or a file: URI) only")
     summary = write_world(args.out, args.admissions, args.seed, start, end, workers=args.workers)

@@ -21,6 +21,8 @@ import pandas as pd
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+__all__ = ["HIERARCHY", "charlson_maps", "charlson_conditions", "charlson_score", "charlson_band"]
+
 #: (superseding condition, superseded condition) for the optional hierarchy.
 HIERARCHY = (("metacanc", "canc"), ("msld", "mld"))
 

@@ -1,6 +1,6 @@
 """Model covariates with their ``unknown`` levels (METHOD.md §4), and context fields.
 
-Level spellings are the contract of docs/tables.md.  HES codes: ``STARTAGE``
+Level spellings are :mod:`shmi_spark.hes.levels` (docs/tables.md).  HES codes: ``STARTAGE``
 7001–7007 under one year, 999/blank unknown; ``SEX`` 1 male, 2 female, 0/9/blank
 unknown; ``ADMIMETH`` 11–13 elective, 21–25, 2A–2D, 28, 31, 32, 81–84, 89, 98
 non-elective, 99/blank unknown; ``BIRWEIT_1`` grams, 9999/blank/out of range
@@ -13,13 +13,11 @@ from __future__ import annotations
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from shmi_spark.hes.validate import ADMIMETH_ELECTIVE, ADMIMETH_NON_ELECTIVE
+from shmi_spark.hes.codes import ADMIMETH_ELECTIVE, ADMIMETH_NON_ELECTIVE
+from shmi_spark.hes.levels import NOT_APPLICABLE, UNKNOWN
 
-AGE_LEVELS = ("<1", "1-4", *[f"{a}-{a + 4}" for a in range(5, 90, 5)], "90+", "unknown")
-SEX_LEVELS = ("male", "female", "unknown")
-ADMIMETH_LEVELS = ("elective", "non-elective", "unknown")
-CHARLSON_LEVELS = ("0", "1-5", ">5")
-BIRWEIT_LEVELS = ("<1000", "1000-2499", "2500-4499", "4500+", "unknown", "n/a")
+__all__ = ["age_band", "sex_category", "admission_method_category", "birth_weight_band", "imd_fifth"]
+
 
 
 def age_band(startage: Column) -> Column:
@@ -30,18 +28,18 @@ def age_band(startage: Column) -> Column:
         .when(startage.between(1, 4), F.lit("1-4"))
         .when(startage.between(5, 89), F.concat(five.cast("string"), F.lit("-"), (five + 4).cast("string")))
         .when(startage.between(90, 120), F.lit("90+"))
-        .otherwise(F.lit("unknown"))
+        .otherwise(F.lit(UNKNOWN))
     )
 
 
 def sex_category(sex: Column) -> Column:
-    return F.when(sex == "1", "male").when(sex == "2", "female").otherwise("unknown")
+    return F.when(sex == "1", "male").when(sex == "2", "female").otherwise(UNKNOWN)
 
 
 def admission_method_category(admimeth: Column) -> Column:
     return (F.when(admimeth.isin(*ADMIMETH_ELECTIVE), "elective")
             .when(admimeth.isin(*ADMIMETH_NON_ELECTIVE), "non-elective")
-            .otherwise("unknown"))
+            .otherwise(UNKNOWN))
 
 
 def birth_weight_band(grams: Column, perinatal: Column) -> Column:
@@ -50,11 +48,11 @@ def birth_weight_band(grams: Column, perinatal: Column) -> Column:
             .when(grams.between(1000, 2499), "1000-2499")
             .when(grams.between(2500, 4499), "2500-4499")
             .when(grams.between(4500, 7000), "4500+")
-            .otherwise("unknown"))
-    return F.when(perinatal, band).otherwise(F.lit("n/a"))
+            .otherwise(UNKNOWN))
+    return F.when(perinatal, band).otherwise(F.lit(NOT_APPLICABLE))
 
 
 def imd_fifth(quintile_most_deprived_first: Column) -> Column:
     """``1`` least deprived … ``5`` most deprived, ``unknown``."""
     q = quintile_most_deprived_first
-    return F.when(q.between(1, 5), (F.lit(6) - q).cast("string")).otherwise(F.lit("unknown"))
+    return F.when(q.between(1, 5), (F.lit(6) - q).cast("string")).otherwise(F.lit(UNKNOWN))

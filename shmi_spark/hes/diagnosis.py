@@ -18,6 +18,8 @@ from pyspark.sql import functions as F
 
 from shmi_spark.hes.codes import is_valid_icd10
 
+__all__ = ["lookup_tables", "primary_diagnosis", "assign_diag_group"]
+
 
 def lookup_tables(spark: SparkSession, codes: pd.DataFrame) -> tuple[DataFrame, DataFrame]:
     """(4-char table, 3-char table) as small Spark DataFrames ``CODE, DIAG_GROUP``."""

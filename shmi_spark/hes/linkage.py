@@ -23,6 +23,10 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from shmi_spark.hes.codes import DIED_IN_HOSPITAL
+
+__all__ = ["LINKAGE_COUNTS", "earliest_deaths", "link_deaths", "linkage_counts"]
+
 LINKAGE_COUNTS = (
     "death_records", "duplicate_death_records", "patients_with_ons_death",
     "deaths_linked", "deaths_linked_in_hospital", "deaths_linked_after_discharge",
@@ -53,7 +57,7 @@ def link_deaths(spells: DataFrame, deaths: DataFrame, *, window_days: int) -> Da
     ordered = by_patient.orderBy(
         F.col("ADMIDATE").asc_nulls_last(), F.col("DISDATE").asc_nulls_last(),
         F.col("SPELL_ID").asc_nulls_last())
-    discharged_dead = F.col("DISMETH") == "4"
+    discharged_dead = F.col("DISMETH") == DIED_IN_HOSPITAL
     death_date = F.coalesce(
         F.col("ONS_DOD"),
         F.min(F.when(discharged_dead, F.col("DISDATE"))).over(
@@ -99,8 +103,11 @@ def linkage_counts(linked: DataFrame, deaths: DataFrame) -> dict:
         F.sum(F.when((F.col("_FIRST") == 1) & (F.col("_D") < F.col("ADMIDATE")), 1).otherwise(0))
         .alias("deaths_before_first_admission"),
         F.countDistinct(F.when(F.col("_ONS_DOD").isNotNull(), F.col("HESID"))).alias("_patients_linked_ons"),
-        F.sum(F.when((F.col("DISMETH") == "4") & ~dead, 1).otherwise(0)).alias("discharged_dead_not_linked"),
+        F.sum(F.when((F.col("DISMETH") == DIED_IN_HOSPITAL) & ~dead, 1).otherwise(0))
+        .alias("discharged_dead_not_linked"),
     ).first()
+    if d is None or s is None:
+        raise RuntimeError("an aggregation over the whole table returned no row")
     counts = {**d.asDict(), **s.asDict()}
     counts["ons_deaths_without_included_spell"] = (counts["patients_with_ons_death"] or 0) - (
         counts.pop("_patients_linked_ons") or 0)

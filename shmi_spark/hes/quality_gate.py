@@ -116,7 +116,8 @@ def invalid_report(invalid: pd.DataFrame, *, top: int = 10) -> dict:
     for field, rows in invalid.sort_values(["FIELD", "N", "VALUE"], ascending=[True, False, True]).groupby(
             "FIELD", sort=True):
         out[field] = {"total": int(rows["N"].sum()),
-                      "values": {str(v): int(n) for v, n in zip(rows["VALUE"].head(top), rows["N"].head(top))}}
+                      "values": {str(v): int(n)
+                                 for v, n in zip(rows["VALUE"].head(top), rows["N"].head(top), strict=True)}}
     return out
 
 

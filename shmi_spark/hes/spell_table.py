@@ -11,13 +11,14 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from shmi_spark.config import MethodConfig
 from shmi_spark.hes.charlson import charlson_band, charlson_score
 from shmi_spark.hes.codes import financial_year
-from shmi_spark.config import MethodConfig
-from shmi_spark.hes.covariates import (admission_method_category, age_band, birth_weight_band, imd_fifth,
-                         sex_category)
+from shmi_spark.hes.covariates import admission_method_category, age_band, birth_weight_band, imd_fifth, sex_category
 from shmi_spark.hes.diagnosis import assign_diag_group
 from shmi_spark.hes.linkage import link_deaths
+
+__all__ = ["SPELL_COLUMNS", "add_covariates", "spell_table"]
 
 SPELL_COLUMNS = (
     "HESID", "SPELL_ID", "PROCODE3", "ADMIDATE", "DISDATE", "DIS_FYEAR", "DIAG_PRIMARY",

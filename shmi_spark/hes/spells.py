@@ -32,6 +32,13 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from shmi_spark.hes.codes import DAY_CASE_OR_REGULAR, FINISHED, PALLIATIVE_DIAGNOSIS, PALLIATIVE_SPECIALTY, STILLBIRTH
+
+__all__ = [
+    "EXCLUSION_REASONS", "DUPLICATE_SPELL_KEY", "EPISODE_FIELDS", "spell_key", "episode_is_palliative",
+    "build_spells", "mark_duplicate_spells",
+]
+
 EXCLUSION_REASONS = (
     "NO_DISCHARGE_DATE", "DAY_CASE_OR_REGULAR_ATTENDER", "STILLBIRTH", "NOT_ACUTE_TRUST", "DUPLICATE_SPELL",
 )
@@ -57,9 +64,9 @@ def spell_key() -> Column:
 def episode_is_palliative() -> Column:
     """``Z515`` in any diagnosis position or treatment specialty 315 (METHOD.md §7)."""
     return F.coalesce(
-        (F.col("DIAG_PRIMARY_RAW") == "Z515")
-        | F.array_contains(F.col("DIAG_SECONDARY"), "Z515")
-        | (F.col("TRETSPEF") == "315"),
+        (F.col("DIAG_PRIMARY_RAW") == PALLIATIVE_DIAGNOSIS)
+        | F.array_contains(F.col("DIAG_SECONDARY"), PALLIATIVE_DIAGNOSIS)
+        | (F.col("TRETSPEF") == PALLIATIVE_SPECIALTY),
         F.lit(False),
     ).cast("int")
 
@@ -72,7 +79,7 @@ def build_spells(episodes: DataFrame, *, acute_trusts: list[str]) -> DataFrame:
     CLASSPAT, STARTAGE, SEX, ADMIMETH, DIAG_FIRST, DIAG_SECOND, DIAG_SECONDARY,
     BIRWEIT_1, IMD_QUINTILE_RAW, N_EPISODES, PALLIATIVE, EXCLUSION``.
     """
-    finished = episodes.where(F.col("EPISTAT") == "3")
+    finished = episodes.where(F.col("EPISTAT") == FINISHED)
     order = F.struct(
         F.coalesce(F.col("EPIORDER"), F.lit(1 << 30)).alias("O1"),
         F.coalesce(F.col("EPISTART"), F.lit(_FAR_DATE).cast("date")).alias("O2"),
@@ -88,8 +95,8 @@ def build_spells(episodes: DataFrame, *, acute_trusts: list[str]) -> DataFrame:
     second = F.try_element_at(F.col("EPS"), F.lit(2))
     exclusion = (
         F.when(last["DISDATE"].isNull(), F.lit("NO_DISCHARGE_DATE"))
-        .when(first["CLASSPAT"].isin("2", "3", "4"), F.lit("DAY_CASE_OR_REGULAR_ATTENDER"))
-        .when(last["DISMETH"] == "5", F.lit("STILLBIRTH"))
+        .when(first["CLASSPAT"].isin(*DAY_CASE_OR_REGULAR), F.lit("DAY_CASE_OR_REGULAR_ATTENDER"))
+        .when(last["DISMETH"] == STILLBIRTH, F.lit("STILLBIRTH"))
         .when(~F.col("PROCODE3").isin(*acute_trusts) if acute_trusts else F.lit(True),
               F.lit("NOT_ACUTE_TRUST"))
     )

@@ -50,27 +50,25 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from shmi_spark.hes.codes import financial_year, normalise_code
-from shmi_spark.io.contract import EPISODE_CONTRACT
-from shmi_spark.io.ingest import SECONDARY_DIAGS
+from shmi_spark.hes.codes import (
+    ADMIMETH_ELECTIVE,
+    ADMIMETH_NON_ELECTIVE,
+    ADMIMETH_UNKNOWN,
+    CLASSPAT_CODES,
+    DISMETH_CODES,
+    EPISTAT_CODES,
+    SEX_CODES,
+    financial_year,
+    icd10_code,
+)
+from shmi_spark.io.contract import EPISODE_CONTRACT, SECONDARY_DIAG_FIELDS
 
 __all__ = [
-    "EPISTAT_CODES", "CLASSPAT_CODES", "DISMETH_CODES", "SEX_CODES", "ADMIMETH_ELECTIVE",
-    "ADMIMETH_NON_ELECTIVE", "ADMIMETH_UNKNOWN", "DATE_FIELDS", "REJECT_COLUMNS", "EARLIEST_DATE",
+    "DATE_FIELDS", "REJECT_COLUMNS", "EARLIEST_DATE", "CODE_SETS",
     "duplicate_keys", "flag_episodes", "split_flagged", "validate_episodes", "validate_deaths",
     "invalid_code_counts",
 ]
 
-EPISTAT_CODES = ("1", "3", "9")
-CLASSPAT_CODES = ("1", "2", "3", "4", "5", "8", "9")
-DISMETH_CODES = ("1", "2", "3", "4", "5", "8", "9")
-SEX_CODES = ("0", "1", "2", "9")
-ADMIMETH_ELECTIVE = ("11", "12", "13")
-ADMIMETH_NON_ELECTIVE = (
-    "21", "22", "23", "24", "25", "2A", "2B", "2C", "2D", "28", "31", "32",
-    "81", "82", "83", "84", "89", "98",
-)
-ADMIMETH_UNKNOWN = ("99",)
 DATE_FIELDS = ("ADMIDATE", "EPISTART", "EPIEND", "DISDATE")
 REJECT_COLUMNS = ("SOURCE_FILE", "EPIKEY", "PROCODE3", "REASON", "FIELD", "VALUE")
 EARLIEST_DATE = dt.date(1900, 1, 1)
@@ -134,12 +132,12 @@ def typed_episode_columns() -> list[Column]:
     def coded(field: str) -> Column:
         return F.when(_invalid(field).isNull(), F.col(field)).alias(field)
 
-    secondary = F.array_compact(F.array(*[normalise_code(F.col(c)) for c in SECONDARY_DIAGS]))
+    secondary = F.array_compact(F.array(*[icd10_code(F.col(c)) for c in SECONDARY_DIAG_FIELDS]))
     return [
         F.col("HESID"), F.col("EPIKEY"), F.col("PROCODE3"), F.col("PROVSPNOPS"), coded("EPIORDER"),
         coded("EPISTAT"), *[F.col(c) for c in DATE_FIELDS], coded("ADMIMETH"), coded("ADMISORC"),
         coded("DISDEST"), coded("DISMETH"), coded("CLASSPAT"), coded("STARTAGE"), coded("SEX"),
-        normalise_code(F.col("DIAG_4_01")).alias("DIAG_PRIMARY_RAW"),
+        icd10_code(F.col("DIAG_4_01")).alias("DIAG_PRIMARY_RAW"),
         secondary.alias("DIAG_SECONDARY"),
         F.col("BIRWEIT_1"),
         F.coalesce(F.ceil(F.col("IMD04_DECILE") / 2).cast("int"), F.col("IMD04_QUINTILE")).alias("IMD_QUINTILE_RAW"),

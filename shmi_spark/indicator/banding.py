@@ -49,8 +49,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from shmi_spark.indicator import funnel
 from shmi_spark.errors import InputError
+from shmi_spark.indicator import funnel
+
+__all__ = [
+    "BANDING_LABELS", "OUTPUT_DECIMALS", "MIN_TRUSTS", "DEFAULT_MIN_EXPECTED", "LIMIT_COLUMNS",
+    "OUTPUT_COLUMNS", "band", "outlier_998", "count_flags", "BadCountError", "TooFewTrustsError",
+    "not_banded_label", "printed", "band_table",
+]
 
 BANDING_LABELS = {1: "Higher than expected", 2: "As expected", 3: "Lower than expected"}
 OUTPUT_DECIMALS = 4
@@ -159,7 +165,7 @@ def _above_spells(observed_col: str, raw_o: pd.Series, o: pd.Series, o_flags: pd
     s, _, _ = _parse_numeric(spells)
     over = (o_flags == "") & np.isfinite(s) & (o > s)
     return pd.Series([f"{observed_col} greater than {spells_col} ({a!r} > {b!r})" if bad else ""
-                      for bad, a, b in zip(over, raw_o.astype(str), spells.astype(str))],
+                      for bad, a, b in zip(over, raw_o.astype(str), spells.astype(str), strict=True)],
                      index=o.index, dtype=object)
 
 
@@ -267,7 +273,7 @@ def band_table(df: pd.DataFrame, id_col: str, observed_col: str, expected_col: s
         raise InputError("the id, observed, expected (and spells) columns must be different columns")
     if trim_fraction != 0:
         try:
-            funnel._trim_groups(trim_fraction)
+            funnel.trim_groups(trim_fraction)
         except ValueError as exc:
             raise InputError(str(exc)) from None
     if not (np.isfinite(min_expected) and min_expected >= 0):
@@ -324,7 +330,7 @@ def band_table(df: pd.DataFrame, id_col: str, observed_col: str, expected_col: s
     out["Z"] = spread(good_at, printed(res.z))
     out["KEPT_IN_TRIM"] = spread(banded_at, res.kept[ranked], "boolean")
     for name, values in zip(LIMIT_COLUMNS, (res.od95_ll, res.od95_ul, res.od998_ll,
-                                            res.od998_ul, res.po998_ll, res.po998_ul)):
+                                            res.od998_ul, res.po998_ll, res.po998_ul), strict=True):
         out[name] = spread(good_at, printed(values))
     out["BANDING"] = spread(banded_at, banding, "Int64")
     labels = spread(good_at[~ranked], not_banded_label(min_expected), "string")

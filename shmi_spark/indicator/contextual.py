@@ -13,7 +13,10 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-IMD_LEVELS = ("1", "2", "3", "4", "5", "unknown")
+from shmi_spark.hes.levels import IMD_LEVELS, NOT_APPLICABLE, UNKNOWN
+
+__all__ = ["contextual_indicators"]
+
 
 
 def _pct(num: Column, den: Column) -> Column:
@@ -34,22 +37,22 @@ def contextual_indicators(spells: DataFrame, *, invalid_group: int) -> DataFrame
     elective = F.col("ADMIMETH_CAT") == "elective"
     non_elective = F.col("ADMIMETH_CAT") == "non-elective"
     pall = F.col("PALLIATIVE") == 1
-    perinatal = F.col("BIRWEIT_BAND") != "n/a"
+    perinatal = F.col("BIRWEIT_BAND") != NOT_APPLICABLE
     aggs = [
         F.count(F.lit(1)).alias("SPELLS"), _count(died).alias("DEATHS"),
-        _count(pall).alias("_pall_spells"), _count(pall & died).alias("_pall_deaths"),
-        _count(elective).alias("_el"), _count(elective & died).alias("_el_d"),
-        _count(non_elective).alias("_ne"), _count(non_elective & died).alias("_ne_d"),
+        _count(pall).alias("N_SPELLS_PALLIATIVE"), _count(pall & died).alias("N_DEATHS_PALLIATIVE"),
+        _count(elective).alias("N_SPELLS_ELECTIVE"), _count(elective & died).alias("N_DEATHS_ELECTIVE"),
+        _count(non_elective).alias("N_SPELLS_NON_ELECTIVE"), _count(non_elective & died).alias("N_DEATHS_NON_ELECTIVE"),
         _mean(F.col("N_SECONDARY"), elective).alias("MEAN_SECONDARY_ELECTIVE"),
         _mean(F.col("N_SECONDARY"), non_elective).alias("MEAN_SECONDARY_NON_ELECTIVE"),
-        _count(died & (F.col("DEATH_IN_HOSPITAL") == 1)).alias("_d_in"),
-        _count(F.col("AGE_BAND") == "unknown").alias("_m_age"),
-        _count(F.col("SEX_CAT") == "unknown").alias("_m_sex"),
-        _count(F.col("ADMIMETH_CAT") == "unknown").alias("_m_meth"),
-        _count(perinatal).alias("_perinatal"),
-        _count(perinatal & (F.col("BIRWEIT_BAND") == "unknown")).alias("_m_bw"),
-        _count(F.col("DIAG_GROUP") == invalid_group).alias("_invalid"),
-        _count(F.col("IMD_FIFTH") == "unknown").alias("_m_imd"),
+        _count(died & (F.col("DEATH_IN_HOSPITAL") == 1)).alias("N_DEATHS_IN_HOSPITAL"),
+        _count(F.col("AGE_BAND") == UNKNOWN).alias("N_SPELLS_AGE_UNKNOWN"),
+        _count(F.col("SEX_CAT") == UNKNOWN).alias("N_SPELLS_SEX_UNKNOWN"),
+        _count(F.col("ADMIMETH_CAT") == UNKNOWN).alias("N_SPELLS_ADMIMETH_UNKNOWN"),
+        _count(perinatal).alias("N_SPELLS_PERINATAL"),
+        _count(perinatal & (F.col("BIRWEIT_BAND") == UNKNOWN)).alias("N_SPELLS_PERINATAL_BIRTH_WEIGHT_UNKNOWN"),
+        _count(F.col("DIAG_GROUP") == invalid_group).alias("N_SPELLS_INVALID_PRIMARY_DIAGNOSIS"),
+        _count(F.col("IMD_FIFTH") == UNKNOWN).alias("N_SPELLS_IMD_UNKNOWN"),
     ]
     for level in IMD_LEVELS:
         tag = level.upper()
@@ -59,18 +62,19 @@ def contextual_indicators(spells: DataFrame, *, invalid_group: int) -> DataFrame
     n, d = F.col("SPELLS"), F.col("DEATHS")
     return g.select(
         F.col("PROCODE3").alias("PROVIDER_CODE"), "SPELLS", "DEATHS",
-        _pct(F.col("_pall_spells"), n).alias("PCT_SPELLS_PALLIATIVE"),
-        _pct(F.col("_pall_deaths"), d).alias("PCT_DEATHS_PALLIATIVE"),
-        _pct(F.col("_el_d"), F.col("_el")).alias("CRUDE_RATE_ELECTIVE"),
-        _pct(F.col("_ne_d"), F.col("_ne")).alias("CRUDE_RATE_NON_ELECTIVE"),
+        _pct(F.col("N_SPELLS_PALLIATIVE"), n).alias("PCT_SPELLS_PALLIATIVE"),
+        _pct(F.col("N_DEATHS_PALLIATIVE"), d).alias("PCT_DEATHS_PALLIATIVE"),
+        _pct(F.col("N_DEATHS_ELECTIVE"), F.col("N_SPELLS_ELECTIVE")).alias("CRUDE_RATE_ELECTIVE"),
+        _pct(F.col("N_DEATHS_NON_ELECTIVE"), F.col("N_SPELLS_NON_ELECTIVE")).alias("CRUDE_RATE_NON_ELECTIVE"),
         "MEAN_SECONDARY_ELECTIVE", "MEAN_SECONDARY_NON_ELECTIVE",
-        _pct(F.col("_d_in"), d).alias("PCT_DEATHS_IN_HOSPITAL"),
-        _pct(d - F.col("_d_in"), d).alias("PCT_DEATHS_OUTSIDE_HOSPITAL"),
-        _pct(F.col("_m_age"), n).alias("PCT_MISSING_AGE"),
-        _pct(F.col("_m_sex"), n).alias("PCT_MISSING_SEX"),
-        _pct(F.col("_m_meth"), n).alias("PCT_MISSING_ADMIMETH"),
-        _pct(F.col("_m_bw"), F.col("_perinatal")).alias("PCT_MISSING_BIRTH_WEIGHT"),
-        _pct(F.col("_invalid"), n).alias("PCT_INVALID_PRIMARY_DIAGNOSIS"),
-        _pct(F.col("_m_imd"), n).alias("PCT_MISSING_DEPRIVATION"),
+        _pct(F.col("N_DEATHS_IN_HOSPITAL"), d).alias("PCT_DEATHS_IN_HOSPITAL"),
+        _pct(d - F.col("N_DEATHS_IN_HOSPITAL"), d).alias("PCT_DEATHS_OUTSIDE_HOSPITAL"),
+        _pct(F.col("N_SPELLS_AGE_UNKNOWN"), n).alias("PCT_MISSING_AGE"),
+        _pct(F.col("N_SPELLS_SEX_UNKNOWN"), n).alias("PCT_MISSING_SEX"),
+        _pct(F.col("N_SPELLS_ADMIMETH_UNKNOWN"), n).alias("PCT_MISSING_ADMIMETH"),
+        _pct(F.col("N_SPELLS_PERINATAL_BIRTH_WEIGHT_UNKNOWN"), F.col("N_SPELLS_PERINATAL"))
+        .alias("PCT_MISSING_BIRTH_WEIGHT"),
+        _pct(F.col("N_SPELLS_INVALID_PRIMARY_DIAGNOSIS"), n).alias("PCT_INVALID_PRIMARY_DIAGNOSIS"),
+        _pct(F.col("N_SPELLS_IMD_UNKNOWN"), n).alias("PCT_MISSING_DEPRIVATION"),
         *[F.col(f"{kind}_IMD_{lv.upper()}") for lv in IMD_LEVELS for kind in ("SPELLS", "DEATHS")],
     ).orderBy("PROVIDER_CODE")

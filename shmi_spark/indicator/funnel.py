@@ -38,6 +38,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+__all__ = [
+    "Z_95", "Z_998", "DEFAULT_TRIM", "z_scores", "average_ranks", "trim_groups", "trim_mask", "overdispersion",
+    "between_trust_variance", "od_limits", "chi2_ppf", "poisson_limits", "FunnelResult", "funnel_limits",
+]
+
 Z_95 = 1.959964
 Z_998 = 3.090232
 DEFAULT_TRIM = 0.10
@@ -90,7 +95,7 @@ def average_ranks(values) -> np.ndarray:
     return 0.5 * (bounds[dense] + bounds[dense - 1] + 1)
 
 
-def _trim_groups(trim_fraction: float) -> int:
+def trim_groups(trim_fraction: float) -> int:
     """``1/trim_fraction`` as a whole number of groups (10 for 10%)."""
     k = round(1.0 / trim_fraction) if 0 < trim_fraction < 1 else 0
     if not 3 <= k <= 1000 or abs(k * trim_fraction - 1.0) > 1e-9:
@@ -114,7 +119,7 @@ def trim_mask(z, trim_fraction: float = DEFAULT_TRIM) -> np.ndarray:
     zz = _as_float(z, "z")
     if trim_fraction == 0:
         return np.ones(len(zz), dtype=bool)
-    k = _trim_groups(trim_fraction)
+    k = trim_groups(trim_fraction)
     n = len(zz)
     twice_rank = np.rint(2 * average_ranks(zz)).astype(np.int64)
     g = (twice_rank * k) // (2 * (n + 1))

@@ -54,6 +54,14 @@ import pandas as pd
 from shmi_spark.config import MethodConfig
 from shmi_spark.errors import InputError
 
+__all__ = [
+    "MONTHLY_VOLUME_COLUMNS", "DEFAULT_MIN_MONTH_SHARE", "REFERENCE_MONTHS", "MIN_REFERENCE_MONTHS", "Period",
+    "month_end", "add_months", "month_index", "month_of", "month_label", "span_label", "parse_month",
+    "financial_year_label", "MonthVolume", "MonthlyVolume", "MonthStatus", "usual_volume", "assess_months",
+    "covered_spans", "describe_coverage", "month_problems", "PeriodEnd", "default_period_end", "period_ending",
+    "five_year_periods", "PeriodPlan", "plan_periods",
+]
+
 # The monthly table the pipeline passes in: included spells by calendar month of
 # DISDATE.  YEAR, MONTH int; SPELLS int (> 0); FIRST_DISCHARGE, LAST_DISCHARGE the
 # earliest and latest DISDATE of the month (dates).
@@ -188,7 +196,7 @@ class MonthlyVolume:
                                  f"{m.first_discharge}..{m.last_discharge} outside the month")
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame) -> "MonthlyVolume":
+    def from_frame(cls, frame: pd.DataFrame) -> MonthlyVolume:
         """From a table with :data:`MONTHLY_VOLUME_COLUMNS` (rows with 0 spells dropped)."""
         missing = [c for c in MONTHLY_VOLUME_COLUMNS if c not in frame.columns]
         if missing:
@@ -203,8 +211,6 @@ class MonthlyVolume:
     def total_spells(self) -> int:
         return sum(m.spells for m in self.months)
 
-    def by_index(self) -> dict[int, MonthVolume]:
-        return {m.index: m for m in self.months}
 
     def spells_after(self, index: int) -> int:
         """Spells discharged after month ``index``."""
@@ -369,25 +375,6 @@ def period_ending(method: MethodConfig, end: int) -> Period:
                   start=dt.date(*month_of(start), 1), end=month_end(ey, em),
                   window_start=dt.date(*month_of(window), 1), window_end=month_end(ey, em))
 
-
-def rolling_period(method: MethodConfig, max_discharge: dt.date) -> Period:
-    """The period ending ``method.period_end`` or the month of the latest discharge if complete.
-
-    Superseded by :func:`plan_periods` (which ignores stray records); kept for
-    ``scripts/bench_models.py``.
-    """
-    if method.period_end:
-        end = parse_month(method.period_end)
-    else:
-        end = month_index(*latest_complete_month(max_discharge))
-    return period_ending(method, end)
-
-
-def latest_complete_month(max_discharge: dt.date) -> tuple[int, int]:
-    """The last month fully covered by data whose latest discharge is ``max_discharge``."""
-    if max_discharge == month_end(max_discharge.year, max_discharge.month):
-        return max_discharge.year, max_discharge.month
-    return add_months(max_discharge.year, max_discharge.month, -1)
 
 
 def five_year_periods(method: MethodConfig) -> list[Period]:

@@ -16,6 +16,8 @@ import pandas as pd
 from shmi_spark.indicator import funnel
 from shmi_spark.indicator.banding import BANDING_LABELS, DEFAULT_MIN_EXPECTED
 
+__all__ = ["BAND_COLOURS", "funnel_plot"]
+
 BAND_COLOURS = {1: "#d62728", 2: "#7f7f7f", 3: "#1f77b4"}
 
 
@@ -79,7 +81,7 @@ def funnel_plot(df: pd.DataFrame, path, title: str, *, id_col: str = "PROVIDER",
     if "OD998_LL" in rows.columns:
         outside |= shmi < _numbers(rows, "OD998_LL")
     outside &= banded
-    for x, y, label in zip(e[outside], shmi[outside], rows[id_col][outside].astype(str)):
+    for x, y, label in zip(e[outside], shmi[outside], rows[id_col][outside].astype(str), strict=True):
         ax.annotate(label, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=8)
 
     ax.set_ylim(min(0.5, scale.min() * 0.9), max(1.6, scale.max() * 1.1))

@@ -31,8 +31,12 @@ import numpy as np
 import pandas as pd
 
 from shmi_spark.indicator.banding import DEFAULT_MIN_EXPECTED, TooFewTrustsError, band_table, printed
-from shmi_spark.model.scoring import rescale_factor
 from shmi_spark.indicator.periods import Period
+from shmi_spark.model.scoring import rescale_factor
+
+__all__ = [
+    "TRUST_COLUMNS", "trust_indicator", "group_breakdown", "area_summaries", "outlier_persistence", "shmi_panel",
+]
 
 TRUST_COLUMNS = (
     "PROVIDER_CODE", "PROVIDER_NAME", "PERIOD", "PERIOD_START", "PERIOD_END", "SPELLS", "OBSERVED",
@@ -88,7 +92,7 @@ def group_breakdown(by_trust_group: pd.DataFrame, period: Period, *, factor: flo
     with np.errstate(over="ignore"):              # O / a subnormal E: inf, written empty below
         out["RATIO"] = out["OBSERVED"].astype(float) / out["EXPECTED"].where(out["EXPECTED"] > 0)
     out["BANDING"] = pd.array([pd.NA] * len(out), dtype="Int64")
-    for group, rows in out.groupby("DIAG_GROUP", sort=True):
+    for _, rows in out.groupby("DIAG_GROUP", sort=True):
         usable = rows[rows["EXPECTED"] > 0]
         if (usable["EXPECTED"] >= min_expected).sum() < min_trusts:
             continue

@@ -44,7 +44,8 @@ from pyspark.sql import functions as F
 from shmi_spark.errors import InputError
 
 __all__ = [
-    "Field", "EPISODE_CONTRACT", "DEATH_CONTRACT", "ACCEPTED", "HES_NULL_DATES",
+    "Field", "EPISODE_CONTRACT", "DEATH_CONTRACT", "EPISODE_FIELDS", "SECONDARY_DIAG_FIELDS", "ACCEPTED",
+    "HES_NULL_DATES",
     "arrow_category", "spark_category", "check_file_columns", "conform",
 ]
 
@@ -96,6 +97,10 @@ EPISODE_CONTRACT: tuple[Field, ...] = (
 
 #: ONS death registrations linked to HES (METHOD.md §1).
 DEATH_CONTRACT: tuple[Field, ...] = (Field("HESID", "id", True), Field("DOD", "date", True))
+
+#: Canonical episode field names, in contract order; the secondary diagnoses.
+EPISODE_FIELDS = tuple(f.name for f in EPISODE_CONTRACT)
+SECONDARY_DIAG_FIELDS = tuple(f.name for f in _SECONDARY)
 
 _UPPER_IDS = ("HESID", "PROCODE3")
 _INT_MIN, _INT_MAX = -(2 ** 31), 2 ** 31 - 1

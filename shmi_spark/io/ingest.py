@@ -29,30 +29,31 @@ and text headers, with pyarrow and Python, before Spark starts.
 from __future__ import annotations
 
 import gzip
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from shmi_spark.config import InputConfig
-from shmi_spark.io.contract import (DEATH_CONTRACT, EPISODE_CONTRACT, Field, arrow_category, check_file_columns,
-                       conform, spark_category)
 from shmi_spark.errors import InputError
+from shmi_spark.io.contract import (
+    Field,
+    arrow_category,
+    check_file_columns,
+    conform,
+    spark_category,
+)
+from shmi_spark.io.paths import is_local, local_path
 
 __all__ = [
     "InputPaths", "InputFile", "InputSet", "resolve_inputs", "resolve_trusts", "is_local", "local_path",
     "check_exists", "inspect_input", "read_input", "conform_frame", "read_trusts",
-    "EPISODE_FIELDS", "SECONDARY_DIAGS",
 ]
 
-#: Canonical episode field names, in contract order.
-EPISODE_FIELDS = tuple(f.name for f in EPISODE_CONTRACT)
-SECONDARY_DIAGS = tuple(f"DIAG_4_{i:02d}" for i in range(2, 21))
 
-_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]+:")
 _TEXT_SUFFIXES = (".csv", ".txt", ".psv", ".tsv", ".dat", ".csv.gz", ".txt.gz", ".psv.gz", ".tsv.gz")
 _DELIMITERS = ("|", ",", "\t", ";")
 
@@ -125,17 +126,6 @@ def resolve_trusts(conf: InputConfig) -> str:
     if conf.dir:
         return f"{conf.dir.rstrip('/')}/reference/trusts.csv"
     raise InputError("no trusts reference input given: set --input DIR or --trusts")
-
-
-def is_local(path: str) -> bool:
-    return not _URI.match(path) or path.startswith("file:")
-
-
-def local_path(path: str) -> Path:
-    """A local path or ``file:`` URI as a :class:`Path`."""
-    if path.startswith("file://"):
-        return Path(path[7:])
-    return Path(path[5:] if path.startswith("file:") else path)
 
 
 def check_exists(path: str, what: str) -> None:
@@ -254,9 +244,11 @@ def _inspect_text_local(what: str, path: str, delimiter: str, contract: tuple[Fi
 
 
 def _remote_files(spark: SparkSession, path: str, what: str, fmt: str) -> tuple[str, list[str]]:
-    jvm = spark.sparkContext._jvm
+    jvm, jsc = spark.sparkContext._jvm, spark.sparkContext._jsc
+    if jvm is None or jsc is None:
+        raise RuntimeError("the SparkContext has no JVM gateway (stopped?)")
     hpath = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    fs = hpath.getFileSystem(jsc.hadoopConfiguration())
     if not fs.exists(hpath):
         raise InputError(f"{what} input not found: {path}")
     files, it = [], fs.listFiles(hpath, True)
@@ -435,13 +427,10 @@ def read_trusts_uri(spark: SparkSession, path: str):
     from shmi_spark.io.reference import load_trusts
 
     try:
-        pdf = spark.read.option("header", "true").csv(path).toPandas()
+        pdf: pd.DataFrame = spark.read.option("header", "true").csv(path).toPandas()
     except AnalysisException as exc:
         raise InputError(f"cannot read trusts reference {path}: {str(exc).splitlines()[0]}") from None
     with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as fh:
         pdf.to_csv(fh, index=False)
     return load_trusts(fh.name)
 
-
-#: Contracts by input, for callers that name the input.
-CONTRACTS = {"hes episodes": EPISODE_CONTRACT, "deaths": DEATH_CONTRACT}

@@ -63,13 +63,18 @@ from urllib.parse import urlsplit
 
 from shmi_spark import __version__
 from shmi_spark.errors import InputError
+from shmi_spark.io.paths import is_uri, local_path
+
+__all__ = [
+    "MARKER", "STAGING_MARKER", "KINDS", "STALE_SECONDS", "real_path", "new_run_id", "warn_stderr", "LocalFS",
+    "HadoopFS", "filesystem", "read_marker", "check_destination", "OutputFolder",
+]
 
 MARKER = "_SHMI_OUTPUT.json"
 STAGING_MARKER = "_STAGING"
 KINDS = ("run", "world")
 STALE_SECONDS = 600.0
 
-_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]+:")
 _URI_ROOT = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]+:(//[^/]*)?$")
 _RUN_ID = r"\d{8}T\d{6}Z-[0-9a-f]{8}"
 _OWN_FILES = frozenset({MARKER, STAGING_MARKER})
@@ -80,16 +85,9 @@ _NO_EXCHANGE = frozenset({errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNO
 
 # ------------------------------------------------------------------ paths
 
-def is_uri(path: str) -> bool:
-    """True for a non-local URI (``hdfs:``, ``s3a:``, ...); ``file:`` URIs are local paths."""
-    return bool(_URI.match(path)) and not path.startswith("file:")
-
-
-def local_path(path: str) -> str:
+def real_path(path: str) -> str:
     """A local path or ``file:`` URI as an absolute path with symlinks resolved."""
-    if path.startswith("file:"):
-        path = urlsplit(path).path
-    return os.path.realpath(path)
+    return os.path.realpath(local_path(path))
 
 
 def _normal_uri(uri: str) -> str:
@@ -104,7 +102,7 @@ def _comparable(path: str) -> tuple[str, str]:
     """("local", real path) or ("uri", normalised URI): two paths overlap only within one kind."""
     if is_uri(path):
         return "uri", _normal_uri(path)
-    return "local", local_path(path)
+    return "local", real_path(path)
 
 
 def _within(inner: str, outer: str) -> bool:
@@ -133,12 +131,12 @@ def _join(parent: str, name: str) -> str:
 
 def _utc_now() -> str:
     """The current UTC time, ISO 8601 to the second."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def new_run_id() -> str:
     """A run id: UTC time and 8 random hex digits, e.g. ``20261122T101500Z-3f9a0c21``."""
-    return f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
 
 
 def warn_stderr(message: str) -> None:
@@ -370,7 +368,7 @@ def filesystem(dest: str, spark=None):
 
 def _resolve(dest: str, fs) -> str:
     """``dest`` as the backend addresses it: a real local path for LocalFS, the URI for HadoopFS."""
-    return local_path(dest) if isinstance(fs, LocalFS) else dest.rstrip("/")
+    return real_path(dest) if isinstance(fs, LocalFS) else dest.rstrip("/")
 
 
 # ------------------------------------------------------------------ markers and manifests
@@ -596,7 +594,7 @@ class OutputFolder:
 
     # ---- entering and leaving
 
-    def __enter__(self) -> "OutputFolder":
+    def __enter__(self) -> OutputFolder:
         self._check()
         try:
             self.fs.mkdirs(self._parent)
@@ -618,14 +616,13 @@ class OutputFolder:
         self._active = True
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if not self.committed:
                 self._discard()
         finally:
             self._active = False
             self._release()
-        return False
 
     def _check(self) -> None:
         """:func:`check_destination` for this folder, through its backend."""
@@ -652,7 +649,8 @@ class OutputFolder:
     def _stale_reason(self, holder: dict | None) -> str | None:
         """Why the current lock is stale, or None if its holder may be alive."""
         pid = holder.get("pid") if holder else None
-        if (self.fs.pid_rule and isinstance(pid, int) and holder.get("host") == socket.gethostname()):
+        host = holder.get("host") if holder else None
+        if self.fs.pid_rule and isinstance(pid, int) and host == socket.gethostname():
             return None if _pid_alive(pid) else f"process {pid} is no longer running"
         age = time.time() - self.fs.mtime(self.lock_path)
         return f"not refreshed for {age:.0f} s" if age > self.stale_seconds else None

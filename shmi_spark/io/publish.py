@@ -11,20 +11,19 @@ use.  No patient identifier is ever written by this module.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from shmi_spark.io.ingest import is_local
+from shmi_spark.io.paths import is_local, local_path
+
+__all__ = [
+    "COUNT_COLUMNS", "FORBIDDEN_COLUMNS", "OutputCheckError", "write_table", "write_json", "disclosure_control",
+]
 
 #: Columns that are counts of spells or deaths (subject to disclosure control).
 COUNT_COLUMNS = ("SPELLS", "OBSERVED", "DEATHS")
 FORBIDDEN_COLUMNS = ("HESID", "EPIKEY", "SPELL_ID", "PROVSPNOPS")
-
-
-def _local(path: str) -> Path:
-    return Path(path[7:] if path.startswith("file://") else path[5:] if path.startswith("file:") else path)
 
 
 class OutputCheckError(RuntimeError):
@@ -52,7 +51,7 @@ def write_table(spark, df: pd.DataFrame, out_dir: str, name: str, *, formats=("c
     _check_no_identifiers(df, name)
     _check_finite(df, name)
     if is_local(out_dir):
-        folder = _local(out_dir)
+        folder = local_path(out_dir)
         folder.mkdir(parents=True, exist_ok=True)
         if "csv" in formats:
             df.to_csv(folder / f"{name}.csv", index=False)
@@ -69,7 +68,7 @@ def write_table(spark, df: pd.DataFrame, out_dir: str, name: str, *, formats=("c
 def write_json(spark, obj: dict, out_dir: str, name: str) -> None:
     text = json.dumps(obj, indent=2, sort_keys=False, default=str)
     if is_local(out_dir):
-        folder = _local(out_dir)
+        folder = local_path(out_dir)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(text + "\n")
     else:

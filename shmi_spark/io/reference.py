@@ -5,7 +5,8 @@ diagnosis-group lookup (ICD-10 code → SHMI diagnosis group, with labels) and
 the Charlson code list with weights (§4).  Two formats are read for the first
 two:
 
-* ``default`` — the project's own tables in ``conf/reference/``:
+* ``default`` — the project's own tables, packaged in ``shmi_spark/data/reference/``
+  (:func:`reference_paths` finds them when the configuration leaves the paths empty):
   ``diag_groups.csv`` (``DIAG_GROUP, LABEL, ICD10_FROM, ICD10_TO, PERINATAL``,
   one row per inclusive code range) and ``charlson.csv``
   (``CONDITION, LABEL, WEIGHT, PREFIXES``).
@@ -39,13 +40,17 @@ from typing import Any
 import pandas as pd
 
 from shmi_spark.errors import InputError
+from shmi_spark.io.paths import is_uri, local_path, uri_scheme
+
+__all__ = [
+    "TRUST_TYPES", "normalise_code", "DiagLookup", "DEFAULT_DIAG_LOOKUP", "DEFAULT_CHARLSON", "reference_paths",
+    "load_diag_lookup", "group_codes", "load_charlson", "load_trusts",
+]
 
 _STRIP = re.compile(r"[.\-\s]")
 _CODE3 = re.compile(r"^[A-Z][0-9]{2}$")
 _CODE4 = re.compile(r"^[A-Z][0-9]{2}[0-9X]$")
 _PREFIX = re.compile(r"^[A-Z][0-9][0-9A-Z][0-9A-Z]?$")
-_URI = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
-_DRIVE = re.compile(r"^[a-zA-Z]:[\\/]")
 
 TRUST_TYPES = ("acute", "specialist", "mental_health", "community", "independent")
 
@@ -88,16 +93,12 @@ def _local_path(path: str | Path, what: str) -> Path:
     text = str(path)
     if not text:
         raise InputError(f"no path given for the {what}")
-    m = _URI.match(text)
-    if m and not _DRIVE.match(text):
-        if m.group(1).lower() != "file":
-            raise InputError(
-                f"{what} {text}: reference files must be local paths "
-                f"(or read via Spark by the caller), not a '{m.group(1)}:' URI")
-        text = re.sub(r"^file:(//)?", "", text, flags=re.IGNORECASE)
-        if not text.startswith("/"):
-            text = "/" + text
-    p = Path(text).expanduser()
+    scheme = uri_scheme(text)
+    if is_uri(text):
+        raise InputError(
+            f"{what} {text}: reference files must be local paths "
+            f"(or read via Spark by the caller), not a '{scheme}:' URI")
+    p = local_path(text)
     if not p.is_file():
         raise InputError(f"{what} not found: {p}")
     return p
@@ -155,7 +156,7 @@ class DiagLookup:
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self._index = dict(zip(self.codes["CODE"].astype(str), self.codes["DIAG_GROUP"].astype(int)))
+        self._index = dict(zip(self.codes["CODE"].astype(str), self.codes["DIAG_GROUP"].astype(int), strict=True))
 
     def group_of(self, code: Any) -> int | None:
         """The group of one code (normalised first): 4-character entry, else 3-character.
@@ -267,7 +268,7 @@ def _load_nhs_lookup(path: str | Path, labels_path: str | Path = "",
     if df.empty:
         raise InputError(f"{what} {p} has no rows")
     seen: dict[str, tuple[int, int]] = {}
-    for i, (raw, g) in enumerate(zip(df["ICD10_CODE"], df["SHMI_DIAGNOSIS_GROUP"])):
+    for i, (raw, g) in enumerate(zip(df["ICD10_CODE"], df["SHMI_DIAGNOSIS_GROUP"], strict=True)):
         code = normalise_code(raw)
         if code is None or not _CODE4.match(code):
             raise InputError(f"{what} {p}, line {_line(i)}: column ICD10_CODE is not an ICD-10 "
@@ -287,7 +288,7 @@ def _load_nhs_lookup(path: str | Path, labels_path: str | Path = "",
     if labels_path:
         lwhat = "NHS diagnosis-group labels"
         ldf, lp = _read_csv(labels_path, lwhat, _LABEL_COLS)
-        for i, (g, lab) in enumerate(zip(ldf["SHMI_DIAGNOSIS_GROUP"], ldf["LABEL_FROM_PHS_LOOKUP"])):
+        for i, (g, lab) in enumerate(zip(ldf["SHMI_DIAGNOSIS_GROUP"], ldf["LABEL_FROM_PHS_LOOKUP"], strict=True)):
             labels[_int(g, lp, lwhat, "SHMI_DIAGNOSIS_GROUP", i)] = lab or f"Group {g}"
 
     if perinatal_groups is None:
@@ -305,6 +306,19 @@ def _load_nhs_lookup(path: str | Path, labels_path: str | Path = "",
         columns=["DIAG_GROUP", "LABEL", "PERINATAL"],
     ).astype({"DIAG_GROUP": "int64", "PERINATAL": bool})
     return DiagLookup(codes_df, groups_df)
+
+
+#: The packaged defaults (shmi_spark.data).
+DEFAULT_DIAG_LOOKUP = "reference/diag_groups.csv"
+DEFAULT_CHARLSON = "reference/charlson.csv"
+
+
+def reference_paths(diag_lookup: str, charlson: str) -> tuple[str, str]:
+    """The configured lookup and Charlson paths, the packaged defaults where a path is empty."""
+    from shmi_spark.data import packaged_file
+
+    return (diag_lookup or str(packaged_file(DEFAULT_DIAG_LOOKUP)),
+            charlson or str(packaged_file(DEFAULT_CHARLSON)))
 
 
 def load_diag_lookup(path: str | Path, fmt: str = "default", labels_path: str | Path = "",
@@ -335,10 +349,10 @@ def group_codes(lookup: DiagLookup, rng: Any = None) -> dict[int, list[str]]:
     category: either undivided (``X`` filler only) or subdivided into a few
     4th digits.  Every group with any code gets at least one.
     """
-    four = {c: int(g) for c, g in zip(lookup.codes["CODE"], lookup.codes["DIAG_GROUP"]) if len(c) == 4}
+    four = {c: int(g) for c, g in zip(lookup.codes["CODE"], lookup.codes["DIAG_GROUP"], strict=True) if len(c) == 4}
     out: dict[int, list[str]] = {int(g): [] for g in lookup.groups["DIAG_GROUP"]}
     full: dict[int, list[str]] = {g: [] for g in out}
-    for code, g in zip(lookup.codes["CODE"], lookup.codes["DIAG_GROUP"]):
+    for code, g in zip(lookup.codes["CODE"], lookup.codes["DIAG_GROUP"], strict=True):
         g = int(g)
         out.setdefault(g, [])
         full.setdefault(g, [])
@@ -461,7 +475,7 @@ def load_trusts(path: str | Path) -> pd.DataFrame:
     df["PROCODE3"] = df["PROCODE3"].str.upper()
     df["TYPE"] = df["TYPE"].str.lower()
     seen: dict[str, int] = {}
-    for i, (code, typ) in enumerate(zip(df["PROCODE3"], df["TYPE"])):
+    for i, (code, typ) in enumerate(zip(df["PROCODE3"], df["TYPE"], strict=True)):
         if not code:
             raise InputError(f"{what} {p}, line {_line(i)}: column PROCODE3 is blank")
         if code in seen:

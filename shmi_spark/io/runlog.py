@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from shmi_spark.config import Config
-from shmi_spark.io.ingest import is_local, local_path
+from shmi_spark.io.paths import is_local, local_path
 
 __all__ = ["log_folder", "start_run_log", "stop_run_log", "current_log_file"]
 
@@ -38,7 +38,7 @@ def start_run_log(cfg: Config, command: str) -> Path:
     """Create the run's log file and send Python's log records (not the console's) there."""
     folder = log_folder(cfg)
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     path = folder / f"{stamp}-{os.getpid()}.log"
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.set_name("shmi-run-log")

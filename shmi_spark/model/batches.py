@@ -18,24 +18,24 @@ a few thousand cells the job overhead, not the arithmetic, was the cost (about
 that to about ten jobs per batch.
 
 The design is built once for all batches, in Spark: a broadcast join of the
-cells with a small per-group table (batch, intercept column, the map from
-``TERM=LEVEL`` to the level's column within the batch), then one
+groups' fit cells (:func:`shmi_spark.model.design.fit_cells`: the cells of a
+separated, fixed level are left out, as in the per-group fit) with a small
+per-group table (batch, the group's position in it, the map from
+``TERM=LEVEL`` to the level's column within the term's block), then one
 ``OneHotEncoder`` per term whose sizes come from column metadata (no pass over
 the data) and a ``VectorAssembler`` (sparse vectors).  Reference levels, and
 levels with no parameter, take the encoder's dropped last category.
 
-Cells in a separated level (fixed by the extended-MLE rule in
-:mod:`shmi_spark.model.fit`) are left out of the fit, as in the per-group path.
+Which groups are batched, and what happens to a batch that fails, is decided
+by :mod:`shmi_spark.model.fit`.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from pyspark import StorageLevel
 from pyspark.ml.feature import OneHotEncoder, VectorAssembler
 from pyspark.ml.regression import GeneralizedLinearRegression
@@ -43,22 +43,15 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from shmi_spark.model.cells import COVARIATES, level_expr
+from shmi_spark.model.design import TERMS, Estimates, GroupDesign, fit_cells, level_key, level_key_expr
 
-if TYPE_CHECKING:  # pragma: no cover
-    from shmi_spark.model.fit import _Design
+__all__ = ["BATCH_COLUMNS", "Batch", "BatchFit", "pack_batches", "make_batch", "batch_design", "fit_batch",
+           "group_estimates"]
 
-_SEP = "\u0001"
-BATCH_COLUMNS = ["DIAG_GROUP", "BATCH", "GIDX", *[f"I_{t}" for t in COVARIATES], "label", "weight"]
-
-
-def level_key(term: str, level: str) -> str:
-    """The key of a (term, level) pair in the per-group maps."""
-    return f"{term}{_SEP}{level}"
-
-
-def _key_expr(term: str) -> Column:
-    return F.concat(F.lit(term + _SEP), level_expr(term))
+# The batch design table: each fit cell with its group's position in its batch
+# (GROUP_INDEX), the column of its level of each term within that term's block
+# of the batch (BLOCK_COLUMN_<term>), and Spark ML's label and weight.
+BATCH_COLUMNS = ["DIAG_GROUP", "BATCH", "GROUP_INDEX", *[f"BLOCK_COLUMN_{t}" for t in TERMS], "label", "weight"]
 
 
 @dataclass(frozen=True)
@@ -80,32 +73,35 @@ class Batch:
     def coefficient_index(self, group: int, term: str, level: str) -> int:
         """Position of a group's (term, level) coefficient in the fitted coefficient vector."""
         offset = len(self.groups)
-        for t in COVARIATES:
+        for t in TERMS:
             if t == term:
                 return offset + self.columns[group][(term, level)]
             offset += self.term_sizes.get(t, 0)
         raise KeyError(term)
 
 
-def pack_batches(designs: list["_Design"], max_params: int) -> tuple[list[Batch], list["_Design"]]:
+def pack_batches(designs: list[GroupDesign], max_params: int) -> tuple[list[Batch], list[GroupDesign]]:
     """Pack designs, in group order, into batches of at most ``max_params`` parameters.
 
     A batch needs two groups or more (one group alone is fitted on its own, the
     per-group path); a design bigger than ``max_params`` is fitted alone too.
     Returns (batches, designs left to fit alone).
     """
-    batches, alone, current, size = [], [], [], 0
+    packed: list[list[GroupDesign]] = []
+    alone: list[GroupDesign] = []
+    current: list[GroupDesign] = []
+    size = 0
 
-    def close():
+    def close() -> None:
         nonlocal current, size
         if len(current) >= 2:
-            batches.append(current)
+            packed.append(current)
         else:
             alone.extend(current)
         current, size = [], 0
 
     for d in sorted(designs, key=lambda d: d.group):
-        n = 1 + len(d.features)
+        n = d.n_params
         if n > max_params:
             alone.append(d)
             continue
@@ -114,12 +110,12 @@ def pack_batches(designs: list["_Design"], max_params: int) -> tuple[list[Batch]
         current.append(d)
         size += n
     close()
-    return [make_batch(i, str(i + 1), ds) for i, ds in enumerate(batches)], alone
+    return [make_batch(i, str(i + 1), ds) for i, ds in enumerate(packed)], alone
 
 
-def make_batch(number: int, label: str, designs: list["_Design"]) -> Batch:
+def make_batch(number: int, label: str, designs: list[GroupDesign]) -> Batch:
     """A batch of ``designs`` (their order is the order of their blocks)."""
-    sizes = {t: 0 for t in COVARIATES}
+    sizes = {t: 0 for t in TERMS}
     columns: dict[int, dict[tuple[str, str], int]] = {}
     for d in designs:
         cols = {}
@@ -131,55 +127,43 @@ def make_batch(number: int, label: str, designs: list["_Design"]) -> Batch:
                  term_sizes={t: n for t, n in sizes.items() if n}, columns=columns)
 
 
+# One row per batched group: its batch, its position in the batch, the column of
+# each of its feature levels within the term's block (by level key), and the size
+# of each term's block (the column of a level without parameter).
 _GROUP_SCHEMA = T.StructType([
     T.StructField("DIAG_GROUP", T.IntegerType(), False),
     T.StructField("BATCH", T.IntegerType(), False),
-    T.StructField("GIDX", T.IntegerType(), False),
-    T.StructField("LEVEL_COLUMN", T.MapType(T.StringType(), T.IntegerType()), False),
-    T.StructField("FIXED", T.MapType(T.StringType(), T.BooleanType()), False),
-    *[T.StructField(f"K_{t}", T.IntegerType(), False) for t in COVARIATES],
+    T.StructField("GROUP_INDEX", T.IntegerType(), False),
+    T.StructField("BLOCK_COLUMN_OF_LEVEL", T.MapType(T.StringType(), T.IntegerType()), False),
+    *[T.StructField(f"BLOCK_SIZE_{t}", T.IntegerType(), False) for t in TERMS],
 ])
 
 
-def _group_table(spark: SparkSession, batches: list[Batch], designs: dict[int, "_Design"]) -> DataFrame:
+def _group_table(spark: SparkSession, batches: list[Batch]) -> DataFrame:
     rows = []
     for b in batches:
-        for gidx, g in enumerate(b.groups):
-            rows.append((g, b.number, gidx,
+        for group_index, g in enumerate(b.groups):
+            rows.append((g, b.number, group_index,
                          {level_key(t, lv): c for (t, lv), c in b.columns[g].items()},
-                         {level_key(t, lv): True for (t, lv) in designs[g].fixed},
-                         *[b.term_sizes.get(t, 0) for t in COVARIATES]))
+                         *[b.term_sizes.get(t, 0) for t in TERMS]))
     return spark.createDataFrame(rows, schema=_GROUP_SCHEMA)
 
 
-def kept_cells(spark: SparkSession, cells: DataFrame, designs: list["_Design"]) -> DataFrame:
-    """The designs' cells that enter the fit: none in a separated (fixed) level.
-
-    ``cells`` has ``DIAG_GROUP``, the covariates, ``SPELLS`` and ``DEATHS``.
-    """
-    fixed = spark.createDataFrame(
-        [(d.group, {level_key(t, lv): True for (t, lv) in d.fixed}) for d in designs],
-        schema="DIAG_GROUP int, FIXED map<string,boolean>")
-    joined = cells.join(F.broadcast(fixed), on="DIAG_GROUP", how="inner")
-    in_fixed = F.coalesce(*[F.try_element_at(F.col("FIXED"), _key_expr(t)) for t in COVARIATES])
-    return joined.where(in_fixed.isNull()).drop("FIXED")
-
-
 def batch_design(spark: SparkSession, cells: DataFrame, batches: list[Batch],
-                 designs: dict[int, "_Design"]) -> DataFrame:
-    """All batches' cells as ``BATCH_COLUMNS``: column indices per term, label and weight.
+                 designs: dict[int, GroupDesign]) -> DataFrame:
+    """All batches' fit cells as ``BATCH_COLUMNS``: column indices per term, label and weight.
 
-    ``I_<term>`` is the level's column within the term's block of the batch, or
-    ``K_<term>`` (the block's size: the encoder's dropped category) for a
+    ``BLOCK_COLUMN_<term>`` is the level's column within the term's block of the
+    batch, or ``BLOCK_SIZE_<term>`` (the encoder's dropped category) for a
     reference level or a level without parameter.
     """
-    table = _group_table(spark, batches, designs)
+    table = _group_table(spark, batches)
     batched = [designs[g] for b in batches for g in b.groups]
-    joined = kept_cells(spark, cells, batched).join(F.broadcast(table), on="DIAG_GROUP", how="inner")
-    indices = [F.coalesce(F.try_element_at(F.col("LEVEL_COLUMN"), _key_expr(t)), F.col(f"K_{t}"))
-               .alias(f"I_{t}") for t in COVARIATES]
+    joined = fit_cells(cells, batched).join(F.broadcast(table), on="DIAG_GROUP", how="inner")
+    block_columns = [F.coalesce(F.try_element_at(F.col("BLOCK_COLUMN_OF_LEVEL"), level_key_expr(t)),
+                                F.col(f"BLOCK_SIZE_{t}")).alias(f"BLOCK_COLUMN_{t}") for t in TERMS]
     return joined.select(
-        "DIAG_GROUP", "BATCH", "GIDX", *indices,
+        "DIAG_GROUP", "BATCH", "GROUP_INDEX", *block_columns,
         (F.col("DEATHS") / F.col("SPELLS")).alias("label"),
         F.col("SPELLS").cast("double").alias("weight"))
 
@@ -203,16 +187,17 @@ class BatchFit:
 def fit_batch(design: DataFrame, batch: Batch, *, max_iter: int, tol: float) -> BatchFit:
     """Fit one batch (unpenalised IRLS, no global intercept) on its cells, in one partition."""
     t0 = time.perf_counter()
-    terms = [t for t in COVARIATES if batch.term_sizes.get(t)]
+    terms = [t for t in TERMS if batch.term_sizes.get(t)]
     # the group column has one extra, dropped category so that every group keeps its intercept
     data = design.where(F.col("BATCH") == F.lit(batch.number)).coalesce(1).select(
-        _nominal("GIDX", len(batch.groups) + 1),
-        *[_nominal(f"I_{t}", batch.term_sizes[t] + 1) for t in terms],
+        _nominal("GROUP_INDEX", len(batch.groups) + 1),
+        *[_nominal(f"BLOCK_COLUMN_{t}", batch.term_sizes[t] + 1) for t in terms],
         "label", "weight")
-    inputs = ["GIDX", *[f"I_{t}" for t in terms]]
-    encoder = OneHotEncoder(inputCols=inputs, outputCols=[f"V_{c}" for c in inputs], dropLast=True)
+    inputs = ["GROUP_INDEX", *[f"BLOCK_COLUMN_{t}" for t in terms]]
+    one_hot = [f"ONE_HOT_{c}" for c in inputs]
+    encoder = OneHotEncoder(inputCols=inputs, outputCols=one_hot, dropLast=True)
     encoded = encoder.fit(data).transform(data)
-    assembled = (VectorAssembler(inputCols=[f"V_{c}" for c in inputs], outputCol="features")
+    assembled = (VectorAssembler(inputCols=one_hot, outputCol="features")
                  .transform(encoded).select("features", "label", "weight")
                  .persist(StorageLevel.MEMORY_AND_DISK))
     try:
@@ -235,22 +220,12 @@ def fit_batch(design: DataFrame, batch: Batch, *, max_iter: int, tol: float) -> 
                     seconds=time.perf_counter() - t0)
 
 
-def group_estimates(fit: BatchFit, batch: Batch, design: "_Design"):
-    """(intercept, intercept SE | None, betas, SEs | None) of one group, in ``design.features`` order."""
-    gidx = batch.groups.index(design.group)
+def group_estimates(fit: BatchFit, batch: Batch, design: GroupDesign) -> Estimates:
+    """One group's estimates (and standard errors, when the batch has them) out of its batch's fit."""
+    group_index = batch.groups.index(design.group)
     idx = [batch.coefficient_index(design.group, t, lv) for t, lv in design.features]
-    betas = fit.coefficients[idx]
-    ses = None if fit.standard_errors is None else fit.standard_errors[idx]
-    se0 = None if fit.standard_errors is None else fit.standard_errors[gidx]
-    return float(fit.coefficients[gidx]), se0, betas, ses
-
-
-def kept_level_spells(spark: SparkSession, cells: DataFrame, designs: list["_Design"]) -> pd.DataFrame:
-    """``SPELLS`` and ``N_CELLS`` per (group, term, level) among the cells that enter the fit, one small job."""
-    kept = kept_cells(spark, cells, designs)
-    pairs = F.array(*[F.struct(F.lit(t).alias("TERM"), level_expr(t).alias("LEVEL")) for t in COVARIATES])
-    return (kept.select("DIAG_GROUP", F.explode(pairs).alias("TL"), "SPELLS")
-            .groupBy("DIAG_GROUP", F.col("TL.TERM").alias("TERM"), F.col("TL.LEVEL").alias("LEVEL"))
-            .agg(F.sum("SPELLS").cast("long").alias("SPELLS"),
-                 F.count(F.lit(1)).cast("long").alias("N_CELLS"))
-            .toPandas())
+    ses = fit.standard_errors
+    return Estimates(intercept=float(fit.coefficients[group_index]),
+                     intercept_se=None if ses is None else ses[group_index],
+                     betas=fit.coefficients[idx],
+                     ses=None if ses is None else ses[idx])

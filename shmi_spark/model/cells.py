@@ -24,6 +24,9 @@ from datetime import date
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+__all__ = ["COVARIATES", "CELL_KEYS", "CELL_COLUMNS", "UNKNOWN_LEVEL", "level_expr", "year_index_of",
+           "window_years", "year_index", "covariate_cells"]
+
 # The model covariates, in the order of the cells table (METHOD.md §4).
 COVARIATES = ["AGE_BAND", "SEX_CAT", "ADMIMETH_CAT", "ADM_MONTH", "YEAR_INDEX",
               "CHARLSON_BAND", "BIRWEIT_BAND"]

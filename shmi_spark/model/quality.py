@@ -14,10 +14,15 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from scipy.stats import spearmanr
+
+__all__ = ["c_statistics", "trust_r2", "diffsum", "rank_correlation"]
 
 
 def _c_from_counts(counts: DataFrame, keys: list[str]) -> DataFrame:
@@ -48,9 +53,9 @@ def c_statistics(scored: DataFrame) -> pd.DataFrame:
               .agg(F.sum(died).alias("D"), F.sum(F.lit(1) - died).alias("S"))
               .cache())
     try:
-        per_group = _c_from_counts(counts, ["DIAG_GROUP"]).toPandas()
+        per_group = cast(pd.DataFrame, _c_from_counts(counts, ["DIAG_GROUP"]).toPandas())
         overall_counts = counts.groupBy("P").agg(F.sum("D").alias("D"), F.sum("S").alias("S"))
-        overall = _c_from_counts(overall_counts, []).toPandas()
+        overall = cast(pd.DataFrame, _c_from_counts(overall_counts, []).toPandas())
     finally:
         counts.unpersist()
     per_group = per_group.sort_values("DIAG_GROUP").reset_index(drop=True)
@@ -119,7 +124,6 @@ def diffsum(expected_a, expected_b, *, key: str = "PROCODE3", lines: float = 0.0
 
 def rank_correlation(values_a, values_b) -> float:
     """Spearman's rank correlation between two models' values (e.g. SHMI per trust)."""
-    from scipy.stats import spearmanr
     a = np.asarray(values_a, dtype=float)
     b = np.asarray(values_b, dtype=float)
     return float(spearmanr(a, b).statistic)

@@ -28,13 +28,16 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from shmi_spark.model.cells import window_years, year_index
-from shmi_spark.model.fit import CRUDE_RATE, INTERCEPT, TERMS, level_expr
+from shmi_spark.model.cells import level_expr, window_years, year_index
+from shmi_spark.model.design import CRUDE_RATE, INTERCEPT, TERMS
 
-_SMALL_SCHEMA = T.StructType([
-    T.StructField("G", T.IntegerType(), False),
-    T.StructField("L", T.StringType(), False),
-    T.StructField("B", T.DoubleType(), False),
+__all__ = ["score_spells", "expected_by_trust", "expected_by_trust_group", "rescale_factor"]
+
+# One term's rows of the coefficients table, broadcast to the spells.
+_TERM_SCHEMA = T.StructType([
+    T.StructField("DIAG_GROUP", T.IntegerType(), False),
+    T.StructField("LEVEL", T.StringType(), False),
+    T.StructField("ESTIMATE", T.DoubleType(), False),
 ])
 
 
@@ -67,35 +70,38 @@ def score_spells(spells: DataFrame, coefficients, *, window_start: date,
         raise ValueError("coefficients table has a null or infinite ESTIMATE")
     k = window_years(window_start, window_end) if window_end is not None else _k_from(coefs)
 
-    def small(frame: pd.DataFrame) -> DataFrame:
-        rows = [(int(g), str(lv), float(b)) for g, lv, b in
-                frame[["DIAG_GROUP", "LEVEL", "ESTIMATE"]].drop_duplicates(["DIAG_GROUP", "LEVEL"]).itertuples(index=False)]
-        return F.broadcast(spark.createDataFrame(rows, _SMALL_SCHEMA))
+    def term_table(term: str) -> DataFrame:
+        """The term's (group, level, estimate) rows, named for the join: COEF_<column>_<term>."""
+        frame = coefs[coefs["TERM"] == term][["DIAG_GROUP", "LEVEL", "ESTIMATE"]]
+        rows = [(int(g), str(lv), float(b))
+                for g, lv, b in frame.drop_duplicates(["DIAG_GROUP", "LEVEL"]).itertuples(index=False)]
+        return F.broadcast(spark.createDataFrame(rows, _TERM_SCHEMA)).select(
+            *[F.col(c).alias(f"COEF_{c}_{term}") for c in ("DIAG_GROUP", "LEVEL", "ESTIMATE")])
 
     original = spells.columns
-    df = spells.withColumn("__YEAR_INDEX", year_index("DISDATE", window_start, k))
-    lp_terms = []
+    # the spell's YEAR_INDEX level, under a name of its own (``spells`` may carry a YEAR_INDEX)
+    df = spells.withColumn("SCORED_YEAR_INDEX", year_index("DISDATE", window_start, k))
+    contributions = []
     for term in [INTERCEPT, CRUDE_RATE, *TERMS]:
-        tbl = small(coefs[coefs["TERM"] == term]).select(
-            F.col("G").alias(f"__g_{term}"), F.col("L").alias(f"__l_{term}"), F.col("B").alias(f"__b_{term}"))
+        group, level, estimate = (F.col(f"COEF_{c}_{term}") for c in ("DIAG_GROUP", "LEVEL", "ESTIMATE"))
         if term in (INTERCEPT, CRUDE_RATE):
-            cond = F.col("DIAG_GROUP").cast("int") == F.col(f"__g_{term}")
+            cond = F.col("DIAG_GROUP").cast("int") == group
         else:
-            lv = level_expr("__YEAR_INDEX" if term == "YEAR_INDEX" else term)
-            df = df.withColumn(f"__lv_{term}", lv)
-            cond = ((F.col("DIAG_GROUP").cast("int") == F.col(f"__g_{term}"))
-                    & (F.col(f"__lv_{term}") == F.col(f"__l_{term}")))
-            lp_terms.append(F.coalesce(F.col(f"__b_{term}"), F.lit(0.0)))
-        df = df.join(tbl, cond, "left")
-    lp = F.col(f"__b_{INTERCEPT}")
-    for c in lp_terms:
-        lp = lp + c
-    df = df.withColumn("__lp", lp)
+            df = df.withColumn(f"SPELL_LEVEL_{term}",
+                               level_expr("SCORED_YEAR_INDEX" if term == "YEAR_INDEX" else term))
+            cond = (F.col("DIAG_GROUP").cast("int") == group) & (F.col(f"SPELL_LEVEL_{term}") == level)
+            contributions.append(F.coalesce(estimate, F.lit(0.0)))
+        df = df.join(term_table(term), cond, "left")
+    linear_predictor = F.col(f"COEF_ESTIMATE_{INTERCEPT}")
+    for c in contributions:
+        linear_predictor = linear_predictor + c
+    df = df.withColumn("LINEAR_PREDICTOR", linear_predictor)
+    lp = F.col("LINEAR_PREDICTOR")
     # numerically stable logistic: never exp of a large positive number
-    logistic = F.when(F.col("__lp") >= 0, F.lit(1.0) / (F.lit(1.0) + F.exp(-F.col("__lp")))) \
-        .otherwise(F.exp(F.col("__lp")) / (F.lit(1.0) + F.exp(F.col("__lp"))))
-    p = F.when(F.col(f"__g_{CRUDE_RATE}").isNotNull(), F.col(f"__b_{CRUDE_RATE}")) \
-        .when(F.col(f"__g_{INTERCEPT}").isNotNull(), logistic) \
+    logistic = F.when(lp >= 0, F.lit(1.0) / (F.lit(1.0) + F.exp(-lp))) \
+        .otherwise(F.exp(lp) / (F.lit(1.0) + F.exp(lp)))
+    p = F.when(F.col(f"COEF_DIAG_GROUP_{CRUDE_RATE}").isNotNull(), F.col(f"COEF_ESTIMATE_{CRUDE_RATE}")) \
+        .when(F.col(f"COEF_DIAG_GROUP_{INTERCEPT}").isNotNull(), logistic) \
         .otherwise(F.lit(None).cast("double"))
     return df.withColumn("P_EXPECTED", p.cast("double")).select(*original, "P_EXPECTED")
 

@@ -1,259 +1,283 @@
-"""One chunk of the world: analysis spells + excluded kinds + junk, as one spell table.
+"""One chunk of the world: its analysis spells, the excluded kinds and the junk, as one spell table.
 
-Every array in the returned ``spells`` dict has one element per provider spell.
-People never cross chunks, so each chunk's death linkage is self-contained.
+:func:`build_chunk` draws a chunk's analysis admissions and outcomes
+(:mod:`.patients`), gives them the fields the model does not use (Charlson
+condition sets, deprivation fifth, CLASSPAT, DISMETH, number of episodes, ONS
+registration), then adds the spells that METHOD.md §2 excludes (day cases,
+regular attenders, spells at non-acute trusts, stillbirths, spells still in
+hospital, unfinished episodes), the trap of §3 (a day case between a discharge
+and the death) and the junk spells of :mod:`.dirty`.  Every array of the
+returned spell table (:mod:`.spells`) has one element per provider spell, the
+analysis spells first.  People never cross chunks, so each chunk's death
+linkage is self-contained.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from shmi_spark.synth import patients as P
-from shmi_spark.synth.world import AGE_UNKNOWN, World, _sigmoid, charlson_combos, new_seedseq
+from shmi_spark.synth.dates import Calendar
+from shmi_spark.synth.dirty import junk_block
+from shmi_spark.synth.numeric import inverse_cdf, position_in_segment, seed_sequence
+from shmi_spark.synth.patients import analysis_spells, plant_outcomes
+from shmi_spark.synth.spells import (
+    DAY_CASE,
+    IN_HOSPITAL,
+    NO_DATE,
+    NON_ACUTE,
+    REGULAR,
+    STILLBIRTH,
+    TRAP_DAYCASE,
+    UNFINISHED,
+    blank_spells,
+)
+from shmi_spark.synth.world import AGE_UNKNOWN, World
 
-NO_DATE = -(1 << 40)
+__all__ = ["EXTRA_RATES", "ANALYSIS_ONLY", "build_chunk"]
+
+#: spells of the excluded kinds, per analysis admission
+EXTRA_RATES = {DAY_CASE: 0.055, REGULAR: 0.022, NON_ACUTE: 0.04, STILLBIRTH: 0.0008,
+               IN_HOSPITAL: 0.004, UNFINISHED: 0.0006}
+#: columns of the analysis spells only (the first ``n_analysis`` rows of the table)
+ANALYSIS_ONLY = ("p_death", "late_death", "readmitted_30d", "charlson", "age_band", "imd_fifth")
+#: CLASSPAT vocabulary indices (see episodes.FIELD_VALUES): "2" day case, "5" mother and baby
+_CLASSPAT_DAY_CASE, _CLASSPAT_MOTHER_BABY = 1, 4
 
 
-def _combo_tables(world: World):
-    key = "_combo_tables"
-    if key not in world.params:
-        combos, w, score, band = world.params["charlson_combos"]
-        conds = world.codes["conditions"]
-        arr = np.full((len(combos), 3), -1, np.int64)
-        for i, c in enumerate(combos):
-            arr[i, :len(c)] = [conds.index(x) for x in c]
-        cums = []
-        members = []
-        for b in range(3):
-            m = np.nonzero(band == b)[0]
-            if b == 0:
-                # band 0: nothing (mostly) or a lone "diabetes complications" code (score -1 → 0)
-                m = m if len(m) else np.zeros(0, np.int64)
-            members.append(m)
-            ww = w[m] if len(m) else np.zeros(0)
-            cums.append(np.cumsum(ww) / ww.sum() if len(m) else np.zeros(0))
-        world.params[key] = (arr, members, cums, score, band)
-    return world.params[key]
-
-
-def _draw_combo(world, rng, charl):
-    """Condition indices (S, 3) consistent with each spell's Charlson band."""
-    arr, members, cums, score, band = _combo_tables(world)
-    out = np.full((len(charl), 3), -1, np.int64)
-    for b in range(3):
-        idx = np.nonzero(charl == b)[0]
-        if b == 0:
-            if len(members[0]):
-                lone = idx[rng.random(len(idx)) < 0.01]
-                pick = members[0][np.minimum(np.searchsorted(cums[0], rng.random(len(lone)), side="right"),
-                                             len(members[0]) - 1)]
-                out[lone] = arr[pick]
+def _draw_conditions(world: World, rng, charlson_band):
+    """Condition indices (spells, 3) consistent with each spell's Charlson band."""
+    combos = world.charlson_combos
+    out = np.full((len(charlson_band), 3), -1, np.int64)
+    for band in range(3):
+        spells = np.nonzero(charlson_band == band)[0]
+        members, cumulative = combos.members[band], combos.cumulative[band]
+        if band == 0:
+            # band 0: nothing, or (1%) a lone "diabetes complications" code (score -1 → 0)
+            if len(members):
+                lone = spells[rng.random(len(spells)) < 0.01]
+                out[lone] = combos.conditions[members[inverse_cdf(cumulative, rng.random(len(lone)))]]
             continue
-        pick = members[b][np.minimum(np.searchsorted(cums[b], rng.random(len(idx)), side="right"),
-                                     len(members[b]) - 1)]
-        out[idx] = arr[pick]
+        out[spells] = combos.conditions[members[inverse_cdf(cumulative, rng.random(len(spells)))]]
     return out
 
 
-def _imd(world: World, rng, age_years):
-    za = (np.clip(age_years, 0, 100) - 55.0) / 25.0
-    lw = np.log(world.imd_w)[None, :] + world.imd_theta[None, :] * za[:, None]
-    Pm = np.exp(lw - lw.max(1, keepdims=True))
-    Pm /= Pm.sum(1, keepdims=True)
-    c = np.cumsum(Pm, 1)
-    u = rng.random(len(age_years))
-    return np.minimum((c < u[:, None]).sum(1), 5)
+def _deprivation_fifth(world: World, rng, age_years):
+    """Deprivation fifth index (0-4; 5 unknown) of each patient, by age (the model of :mod:`.calibrate`)."""
+    z_age = (np.clip(age_years, 0, 100) - 55.0) / 25.0
+    log_weight = np.log(world.imd_w)[None, :] + world.imd_theta[None, :] * z_age[:, None]
+    p_fifth = np.exp(log_weight - log_weight.max(1, keepdims=True))
+    p_fifth /= p_fifth.sum(1, keepdims=True)
+    cumulative = np.cumsum(p_fifth, 1)
+    uniforms = rng.random(len(age_years))
+    return np.minimum((cumulative < uniforms[:, None]).sum(1), 5)
 
 
-EMPTY = object()
+def _n_episodes(rng, n, los):
+    """Episodes of each spell: 1-4, more often 2 when the stay is longer than 10 days."""
+    u = rng.random(n)
+    n_episodes = 1 + (u < 0.22).astype(np.int64) + (u < 0.06) + (u < 0.012)
+    return n_episodes + ((los > 10) & (rng.random(n) < 0.3))
 
 
-def _blank(n, **over):
-    """An extra-spell block with defaults (filled by the kind builders)."""
-    d = {"kind": np.zeros(n, np.int8), "person": np.zeros(n, np.int64), "trust": np.zeros(n, np.int64),
-         "adm_day": np.zeros(n, np.int64), "dis": np.zeros(n, np.int64), "dob": np.zeros(n, np.int64),
-         "age_unknown": np.zeros(n, bool), "sex": np.zeros(n, np.int64), "adm": np.ones(n, np.int64),
-         "g": np.ones(n, np.int64), "conds": np.full((n, 3), -1, np.int64), "grams": np.full(n, -1, np.int64),
-         "imd": np.full(n, 5, np.int64), "died": np.zeros(n, bool), "inhosp": np.zeros(n, bool),
-         "dod": np.full(n, NO_DATE, np.int64), "classpat": np.zeros(n, np.int64),
-         "dismeth_last": np.ones(n, np.int64), "n_epi": np.ones(n, np.int64),
-         "last_epistat": np.full(n, 3, np.int64), "transfer_in": np.zeros(n, bool),
-         "transfer_out": np.zeros(n, bool), "birth": np.zeros(n, bool), "junk": np.zeros(n, np.int64),
-         "ons": np.zeros(n, bool)}
-    d.update(over)
-    return d
+def _analysis_block(world: World, rng, admissions: dict) -> dict:
+    """The spell-table columns of the analysis admissions (after :func:`plant_outcomes`)."""
+    n = len(admissions["group"])
+    conditions = _draw_conditions(world, rng, admissions["charlson"])
+    first_spells = np.nonzero(admissions["nth"] == 0)[0]
+    imd = _deprivation_fifth(world, rng, admissions["age_years"][first_spells])[admissions["patient"]]
+    group = admissions["group"]
+    mother_or_baby = (world.perinatal[group] & admissions["birth"]) | world.maternity[group]
+    classpat = np.where(mother_or_baby, np.where(rng.random(n) < 0.35, _CLASSPAT_MOTHER_BABY, 0), 0)
+    in_hospital = admissions["in_hospital"]
+    ons = admissions["died"] & ~(in_hospital & (rng.random(n) < 0.03)) | admissions["late_death"]
+    analysis = {
+        "kind": np.zeros(n, np.int8), "person": admissions["person"], "trust": admissions["trust"],
+        "adm_day": admissions["adm_day"], "dis_day": admissions["dis_day"], "dob_day": admissions["dob_day"],
+        "age_unknown": admissions["age_band"] == AGE_UNKNOWN, "sex": admissions["sex"],
+        "admimeth": admissions["admimeth"], "group": group, "conditions": conditions, "grams": admissions["grams"],
+        "imd": imd, "died": admissions["died"], "in_hospital": in_hospital, "dod_day": admissions["dod_day"],
+        "classpat": classpat, "dismeth_last": np.where(in_hospital, 4, np.where(rng.random(n) < 0.025, 2, 1)),
+        "n_episodes": _n_episodes(rng, n, admissions["dis_day"] - admissions["adm_day"]),
+        "last_epistat": np.full(n, 3), "transfer_in": admissions["transfer_in"],
+        "transfer_out": admissions["transfer_out"], "birth": admissions["birth"], "junk": np.zeros(n, np.int64),
+        "ons": ons}
+    for key in ("p_death", "late_death", "readmitted_30d", "charlson", "age_band"):
+        analysis[key] = admissions[key]
+    analysis["imd_fifth"] = imd
+    return analysis
 
 
-def build_chunk(world: World, cal: P.Calendar, chunk: int, n: int) -> dict:
-    rng = np.random.default_rng(new_seedseq(world.seed, 10, chunk))
-    sp = P.analysis_spells(world, rng, n, cal)
-    P.plant_outcomes(world, rng, sp)
-    S = len(sp["g"])
-    W = world.W
-    # ---- analysis block
-    conds = _draw_combo(world, rng, sp["charl"])
-    first_idx = np.nonzero(sp["j"] == 0)[0]
-    imd_pat = _imd(world, rng, sp["age_years"][first_idx])
-    imd = imd_pat[sp["pid"]]
-    classpat = np.where((world.perinatal[sp["g"]] & sp["birth"]) | _is_maternity(world, sp["g"]),
-                        np.where(rng.random(S) < 0.35, 4, 0), 0)  # index 4 → CLASSPAT "5"
-    ons = sp["died"] & ~(sp["inhosp"] & (rng.random(S) < 0.03)) | sp["late_death"]
-    A = {"kind": np.zeros(S, np.int8), "person": sp["person"], "trust": sp["trust"],
-         "adm_day": sp["adm_day"], "dis": sp["dis"], "dob": sp["dob"],
-         "age_unknown": sp["age"] == AGE_UNKNOWN, "sex": sp["sex"], "adm": sp["adm"], "g": sp["g"],
-         "conds": conds, "grams": sp["grams"], "imd": imd, "died": sp["died"], "inhosp": sp["inhosp"],
-         "dod": sp["dod"], "classpat": classpat,
-         "dismeth_last": np.where(sp["inhosp"], 4, np.where(rng.random(S) < 0.025, 2, 1)),
-         "n_epi": _n_epi(rng, S, sp["dis"] - sp["adm_day"]), "last_epistat": np.full(S, 3),
-         "transfer_in": sp["transfer_in"], "transfer_out": sp["transfer_out"], "birth": sp["birth"],
-         "junk": np.zeros(S, np.int64), "ons": ons}
-    A["p"] = sp["p"]; A["late_death"] = sp["late_death"]; A["readm30"] = sp["readm30"]
-    A["charl"] = sp["charl"]; A["age_band"] = sp["age"]; A["imd_fifth"] = imd
-    npers = int(sp["person"].max()) + 1 if S else 0
-    blocks = [A]
-    counts = {}
+class _ExtraSpells:
+    """Builds the blocks of the other kinds of spell of a chunk, in the chunk's draw order."""
 
-    def demog(m):
-        """Copy demographics of m random analysis spells (age, sex, group, comorbidity)."""
-        src = rng.integers(0, S, m)
-        return src
+    def __init__(self, world: World, rng, n: int, analysis: dict):
+        self.world, self.rng, self.n, self.analysis = world, rng, n, analysis
+        self.last_day = world.last_day
+        self.n_people = int(analysis["person"].max()) + 1 if len(analysis["group"]) else 0
+        acute = world.acute_trusts()
+        self.acute_rows, self.acute_cumulative = acute.rows, np.cumsum(acute.share)
 
-    def new_people(m):
-        nonlocal npers
-        out = np.arange(npers, npers + m)
-        npers += m
+    def count(self, kind: int) -> int:
+        return int(round(EXTRA_RATES[kind] * self.n))
+
+    def new_people(self, m: int) -> np.ndarray:
+        out = np.arange(self.n_people, self.n_people + m)
+        self.n_people += m
         return out
 
-    acute, share, rid = P._acute_tables(world)
-    acute_cum = np.cumsum(share)
+    def random_acute(self, m: int) -> np.ndarray:
+        """``m`` acute trusts (rows of world.trusts), ∝ size."""
+        return self.acute_rows[inverse_cdf(self.acute_cumulative, self.rng.random(m))]
 
-    def rand_acute(m):
-        return acute[np.minimum(np.searchsorted(acute_cum, rng.random(m), side="right"), len(acute) - 1)]
+    def sources(self, m: int) -> np.ndarray:
+        """``m`` random analysis spells whose demographics the new spells copy."""
+        return self.rng.integers(0, len(self.analysis["group"]), m)
 
-    def copy_block(src, m, **over):
-        d = _blank(m)
-        for key in ("dob", "sex", "g", "conds", "imd", "age_unknown"):
-            d[key] = A[key][src].copy()
-        d["adm"] = np.where(rng.random(m) < 0.9, 0, 1)
-        d.update(over)
-        return d
+    def same_age(self, sources, day):
+        """Day of birth making a spell admitted on ``day`` as old as its source spell was."""
+        return day - (self.analysis["adm_day"][sources] - self.analysis["dob_day"][sources])
 
-    # day cases (CLASSPAT 2) at acute trusts
-    m = int(round(P.EXTRA_RATES[P.DAY_CASE] * n))
-    src = demog(m)
-    day = rng.integers(0, W + 1, m)
-    dc = copy_block(src, m, kind=np.full(m, P.DAY_CASE, np.int8), person=new_people(m), trust=rand_acute(m),
-                    adm_day=day, dis=day, classpat=np.full(m, 1))
-    dc["dob"] = day - (A["adm_day"][src] - A["dob"][src])
-    blocks.append(dc)
-    # regular day/night attenders: 4-12 sessions each
-    m_sp = int(round(P.EXTRA_RATES[P.REGULAR] * n))
-    sessions = []
-    tot = 0
-    while tot < m_sp:
-        s = int(rng.integers(4, 13))
-        s = min(s, m_sp - tot)
-        sessions.append(s)
-        tot += s
-    sessions = np.array(sessions, np.int64) if sessions else np.zeros(0, np.int64)
-    if len(sessions):
-        npat = len(sessions)
-        src = np.repeat(demog(npat), sessions)
-        who = np.repeat(new_people(npat), sessions)
-        tr = np.repeat(rand_acute(npat), sessions)
-        start = np.repeat(rng.integers(0, max(W - 12 * 14, 1), npat), sessions)
-        day = start + P._within(sessions) * rng.integers(7, 15, tot)
-        ra = copy_block(src, tot, kind=np.full(tot, P.REGULAR, np.int8), person=who, trust=tr,
-                        adm_day=day, dis=day, classpat=np.where(rng.random(tot) < 0.8, 2, 3))
-        ra["adm"] = np.zeros(tot, np.int64)
-        ra["dob"] = day - (A["adm_day"][src] - A["dob"][src])
-        blocks.append(ra)
-    # spells at non-acute trusts (specialist, mental health, community, independent)
-    m = int(round(P.EXTRA_RATES[P.NON_ACUTE] * n))
-    types = world.trusts.TYPE.to_numpy()
-    nonacute = np.nonzero(types != "acute")[0]
-    wt = np.where(types[nonacute] == "specialist", 4.0, 1.0)
-    tr = nonacute[np.minimum(np.searchsorted(np.cumsum(wt / wt.sum()), rng.random(m), side="right"), len(nonacute) - 1)]
-    src = demog(m)
-    los = np.minimum(rng.geometric(0.2, m) - 1, 60)
-    day = rng.integers(0, W - 60, m)
-    na_died = (rng.random(m) < 0.015) & (types[tr] == "specialist")
-    na = copy_block(src, m, kind=np.full(m, P.NON_ACUTE, np.int8), person=new_people(m), trust=tr,
-                    adm_day=day, dis=day + los, died=na_died, inhosp=na_died,
-                    dod=np.where(na_died, day + los, NO_DATE), ons=na_died & (rng.random(m) < 0.97),
-                    dismeth_last=np.where(na_died, 4, 1), n_epi=_n_epi(rng, m, los))
-    na["adm"] = A["adm"][src]
-    na["dob"] = day - (A["adm_day"][src] - A["dob"][src])
-    blocks.append(na)
-    # stillbirths (DISMETH 5) at acute trusts
-    m = max(int(round(P.EXTRA_RATES[P.STILLBIRTH] * n)), 1)
-    day = rng.integers(0, W + 1, m)
-    peri = np.nonzero(world.perinatal)[0]
-    sb = _blank(m, kind=np.full(m, P.STILLBIRTH, np.int8), person=new_people(m), trust=rand_acute(m),
-                adm_day=day, dis=day, dob=day, sex=rng.integers(0, 2, m), g=rng.choice(peri, m),
-                dismeth_last=np.full(m, 5), classpat=np.where(rng.random(m) < 0.5, 4, 0),
-                grams=np.clip(rng.normal(1500, 800, m), 350, 4500).round(-1).astype(np.int64),
-                birth=np.ones(m, bool))
-    blocks.append(sb)
-    # still in hospital at the end of the window (no discharge date; last episode unfinished)
-    m = max(int(round(P.EXTRA_RATES[P.IN_HOSPITAL] * n)), 1)
-    src = demog(m)
-    day = W - rng.integers(0, 150, m)
-    ih = copy_block(src, m, kind=np.full(m, P.IN_HOSPITAL, np.int8), person=new_people(m),
-                    trust=rand_acute(m), adm_day=day, dis=np.full(m, -1),
-                    n_epi=np.where(rng.random(m) < 0.3, 2, 1), last_epistat=np.full(m, 1))
-    ih["adm"] = A["adm"][src]
-    ih["dob"] = day - (A["adm_day"][src] - A["dob"][src])
-    blocks.append(ih)
-    # unfinished episodes (EPISTAT 1 or 9) with otherwise complete dates
-    m = max(int(round(P.EXTRA_RATES[P.UNFINISHED] * n)), 1)
-    src = demog(m)
-    day = rng.integers(0, W - 30, m)
-    los = rng.integers(0, 20, m)
-    uf = copy_block(src, m, kind=np.full(m, P.UNFINISHED, np.int8), person=new_people(m),
-                    trust=rand_acute(m), adm_day=day, dis=day + los,
-                    last_epistat=np.where(rng.random(m) < 0.5, 1, 9))
-    uf["adm"] = A["adm"][src]
-    uf["dob"] = day - (A["adm_day"][src] - A["dob"][src])
-    blocks.append(uf)
-    # trap: a day case of the same person between an acute discharge and the death (≤ 30 days)
-    d = sp["dod"] - sp["dis"]
-    cand = np.nonzero(sp["died"] & ~sp["inhosp"] & (d >= 2) & (rng.random(S) < 0.05))[0]
-    day = sp["dis"][cand] + d[cand] // 2
-    cand, day = cand[day <= W], day[day <= W]
-    m = len(cand)
-    td = copy_block(cand, m, kind=np.full(m, P.TRAP_DAYCASE, np.int8), person=sp["person"][cand],
-                    trust=sp["trust"][cand], adm_day=day, dis=day, classpat=np.full(m, 1))
-    td["imd"] = A["imd"][cand]
-    blocks.append(td)
+    def copy(self, sources, m: int, **columns) -> dict:
+        """A block copying the demographics of ``sources``, mostly elective, then ``columns`` set."""
+        block = blank_spells(m)
+        for key in ("dob_day", "sex", "group", "conditions", "imd", "age_unknown"):
+            block[key] = self.analysis[key][sources].copy()
+        block["admimeth"] = np.where(self.rng.random(m) < 0.9, 0, 1)
+        block.update(columns)
+        return block
+
+    def day_cases(self) -> dict:
+        """Day cases (CLASSPAT 2) at acute trusts."""
+        rng, m = self.rng, self.count(DAY_CASE)
+        sources = self.sources(m)
+        day = rng.integers(0, self.last_day + 1, m)
+        block = self.copy(sources, m, kind=np.full(m, DAY_CASE, np.int8), person=self.new_people(m),
+                          trust=self.random_acute(m), adm_day=day, dis_day=day,
+                          classpat=np.full(m, _CLASSPAT_DAY_CASE))
+        block["dob_day"] = self.same_age(sources, day)
+        return block
+
+    def regular_attenders(self) -> dict | None:
+        """Regular day/night attenders (CLASSPAT 3, 4): 4-12 sessions each, a week or two apart."""
+        rng, n_spells = self.rng, self.count(REGULAR)
+        sessions_of_patient = []
+        total = 0
+        while total < n_spells:
+            count = min(int(rng.integers(4, 13)), n_spells - total)
+            sessions_of_patient.append(count)
+            total += count
+        if not sessions_of_patient:
+            return None
+        sessions = np.array(sessions_of_patient, np.int64)
+        n_patients = len(sessions)
+        sources = np.repeat(self.sources(n_patients), sessions)
+        who = np.repeat(self.new_people(n_patients), sessions)
+        trust = np.repeat(self.random_acute(n_patients), sessions)
+        start = np.repeat(rng.integers(0, max(self.last_day - 12 * 14, 1), n_patients), sessions)
+        day = start + position_in_segment(sessions) * rng.integers(7, 15, total)
+        block = self.copy(sources, total, kind=np.full(total, REGULAR, np.int8), person=who, trust=trust,
+                          adm_day=day, dis_day=day, classpat=np.where(rng.random(total) < 0.8, 2, 3))
+        block["admimeth"] = np.zeros(total, np.int64)
+        block["dob_day"] = self.same_age(sources, day)
+        return block
+
+    def non_acute(self) -> dict:
+        """Spells at non-acute trusts (specialist, mental health, community, independent)."""
+        rng, m = self.rng, self.count(NON_ACUTE)
+        types = self.world.trusts.TYPE.to_numpy()
+        non_acute = np.nonzero(types != "acute")[0]
+        weight = np.where(types[non_acute] == "specialist", 4.0, 1.0)
+        trust = non_acute[inverse_cdf(np.cumsum(weight / weight.sum()), rng.random(m))]
+        sources = self.sources(m)
+        los = np.minimum(rng.geometric(0.2, m) - 1, 60)
+        day = rng.integers(0, self.last_day - 60, m)
+        died = (rng.random(m) < 0.015) & (types[trust] == "specialist")
+        block = self.copy(sources, m, kind=np.full(m, NON_ACUTE, np.int8), person=self.new_people(m), trust=trust,
+                          adm_day=day, dis_day=day + los, died=died, in_hospital=died,
+                          dod_day=np.where(died, day + los, NO_DATE), ons=died & (rng.random(m) < 0.97),
+                          dismeth_last=np.where(died, 4, 1), n_episodes=_n_episodes(rng, m, los))
+        block["admimeth"] = self.analysis["admimeth"][sources]
+        block["dob_day"] = self.same_age(sources, day)
+        return block
+
+    def stillbirths(self) -> dict:
+        """Stillbirths (DISMETH 5) at acute trusts."""
+        rng, m = self.rng, max(self.count(STILLBIRTH), 1)
+        day = rng.integers(0, self.last_day + 1, m)
+        perinatal = np.nonzero(self.world.perinatal)[0]
+        return blank_spells(m, kind=np.full(m, STILLBIRTH, np.int8), person=self.new_people(m),
+                            trust=self.random_acute(m), adm_day=day, dis_day=day, dob_day=day,
+                            sex=rng.integers(0, 2, m), group=rng.choice(perinatal, m), dismeth_last=np.full(m, 5),
+                            classpat=np.where(rng.random(m) < 0.5, _CLASSPAT_MOTHER_BABY, 0),
+                            grams=np.clip(rng.normal(1500, 800, m), 350, 4500).round(-1).astype(np.int64),
+                            birth=np.ones(m, bool))
+
+    def in_hospital(self) -> dict:
+        """Still in hospital at the end of the window (no discharge date; last episode unfinished)."""
+        rng, m = self.rng, max(self.count(IN_HOSPITAL), 1)
+        sources = self.sources(m)
+        day = self.last_day - rng.integers(0, 150, m)
+        block = self.copy(sources, m, kind=np.full(m, IN_HOSPITAL, np.int8), person=self.new_people(m),
+                          trust=self.random_acute(m), adm_day=day, dis_day=np.full(m, -1),
+                          n_episodes=np.where(rng.random(m) < 0.3, 2, 1), last_epistat=np.full(m, 1))
+        block["admimeth"] = self.analysis["admimeth"][sources]
+        block["dob_day"] = self.same_age(sources, day)
+        return block
+
+    def unfinished(self) -> dict:
+        """Unfinished episodes (EPISTAT 1 or 9) with otherwise complete dates."""
+        rng, m = self.rng, max(self.count(UNFINISHED), 1)
+        sources = self.sources(m)
+        day = rng.integers(0, self.last_day - 30, m)
+        los = rng.integers(0, 20, m)
+        block = self.copy(sources, m, kind=np.full(m, UNFINISHED, np.int8), person=self.new_people(m),
+                          trust=self.random_acute(m), adm_day=day, dis_day=day + los,
+                          last_epistat=np.where(rng.random(m) < 0.5, 1, 9))
+        block["admimeth"] = self.analysis["admimeth"][sources]
+        block["dob_day"] = self.same_age(sources, day)
+        return block
+
+    def traps(self, admissions: dict) -> dict:
+        """A day case of the same person between an acute discharge and the death (≤ 30 days)."""
+        days_to_death = admissions["dod_day"] - admissions["dis_day"]
+        n = len(admissions["group"])
+        spells = np.nonzero(admissions["died"] & ~admissions["in_hospital"] & (days_to_death >= 2)
+                            & (self.rng.random(n) < 0.05))[0]
+        day = admissions["dis_day"][spells] + days_to_death[spells] // 2
+        spells, day = spells[day <= self.last_day], day[day <= self.last_day]
+        m = len(spells)
+        block = self.copy(spells, m, kind=np.full(m, TRAP_DAYCASE, np.int8), person=admissions["person"][spells],
+                          trust=admissions["trust"][spells], adm_day=day, dis_day=day,
+                          classpat=np.full(m, _CLASSPAT_DAY_CASE))
+        block["imd"] = self.analysis["imd"][spells]
+        return block
+
+
+def build_chunk(world: World, calendar: Calendar, chunk: int, n: int) -> dict:
+    """The spell table of chunk ``chunk`` with ``n`` analysis admissions (stream 10, chunk).
+
+    Besides the columns of :func:`.spells.blank_spells`: the analysis-only
+    columns :data:`ANALYSIS_ONLY`, ``n_analysis``, ``n_people``, ``spell_no``
+    (0.. in table order) and ``chunk``.
+    """
+    rng = np.random.default_rng(seed_sequence(world.seed, 10, chunk))
+    admissions = analysis_spells(world, rng, n, calendar)
+    plant_outcomes(world, rng, admissions)
+    analysis = _analysis_block(world, rng, admissions)
+    extra = _ExtraSpells(world, rng, n, analysis)
+    blocks: list[dict | None] = [analysis, extra.day_cases(), extra.regular_attenders(), extra.non_acute(),
+                                 extra.stillbirths(), extra.in_hospital(), extra.unfinished(),
+                                 extra.traps(admissions)]
     # junk patients: single-episode spells carrying one malformed field each
-    from shmi_spark.synth.dirty import junk_block
-    jb = junk_block(world, rng, chunk, n, lambda m: new_people(m), rand_acute, A)
-    blocks.append(jb)
-    # ---- concatenate
-    keys = list(_blank(0).keys())
-    spells = {k: np.concatenate([b[k] for b in blocks]) for k in keys}
-    nA = S
-    for k in ("p", "late_death", "readm30", "charl", "age_band", "imd_fifth"):
-        spells[k] = A[k]  # analysis-only extras (first nA rows)
-    spells["n_analysis"] = nA
-    spells["n_people"] = npers
+    blocks.append(junk_block(world, rng, chunk, n, extra.new_people, extra.random_acute, analysis))
+    present = [block for block in blocks if block is not None]
+    spells: dict[str, Any] = {key: np.concatenate([block[key] for block in present]) for key in blank_spells(0)}
+    for key in ANALYSIS_ONLY:
+        spells[key] = analysis[key]
+    spells["n_analysis"] = len(admissions["group"])
+    spells["n_people"] = extra.n_people
     spells["spell_no"] = np.arange(len(spells["kind"]))
     spells["chunk"] = chunk
     return spells
-
-
-def _is_maternity(world: World, g):
-    lab = world.params.get("_mat")
-    if lab is None:
-        gl = world.groups.set_index("DIAG_GROUP").PROFILE
-        lab = np.array([False] + [gl.get(int(x)) == "maternity" for x in world.group_ids[1:]])
-        world.params["_mat"] = lab
-    return lab[g]
-
-
-def _n_epi(rng, S, los):
-    u = rng.random(S)
-    ne = 1 + (u < 0.22).astype(np.int64) + (u < 0.06) + (u < 0.012)
-    ne = ne + ((los > 10) & (rng.random(S) < 0.3))
-    return ne

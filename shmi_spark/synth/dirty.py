@@ -30,7 +30,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from shmi_spark.synth import patients as P
+from shmi_spark.synth.spells import JUNK, blank_spells
+
+__all__ = ["JUNK_KINDS", "DUPLICATE", "IMPOSSIBLE_DATES", "UNPARSEABLE_DATES", "INVALID_CODES", "UNKNOWN_PROCODE",
+           "RATE_PER_KIND", "MIN_PER_KIND_FIRST_CHUNK", "DIRTY_CODE_RATE", "per_kind", "plant_invalid_codes",
+           "junk_block", "code_variants", "dirty_codes"]
 
 #: junk kinds (the ``junk`` field of a spell; 0 = a clean spell)
 JUNK_KINDS = ["impossible_date", "unparseable_date", "end_before_start",
@@ -40,7 +44,7 @@ DUPLICATE = "duplicate_epikey"
 IMPOSSIBLE_DATES = ["2007-02-30", "2009-04-31", "2006-06-31"]
 UNPARSEABLE_DATES = ["31/13/2007", "abc", "2007/05/12"]
 #: invalid codes written on analysis spells whose covariate is already unknown (METHOD.md §2);
-#: appended to the field vocabularies of episodes.V
+#: appended to the field vocabularies of episodes.FIELD_VALUES
 INVALID_CODES = {"SEX": ["Q", "X", "3"], "ADMIMETH": ["X9", "ZZ"], "STARTAGE": ["150", "abc"],
                  "CLASSPAT": ["7"]}
 UNKNOWN_PROCODE = "ZZ9"
@@ -53,6 +57,7 @@ DIRTY_CODE_RATE = 0.01
 
 
 def per_kind(chunk: int, n: int) -> int:
+    """Rows of each malformed kind (and of each field's invalid codes) in a chunk of ``n`` analysis admissions."""
     m = int(round(RATE_PER_KIND * n))
     return max(m, MIN_PER_KIND_FIRST_CHUNK) if chunk == 0 else m
 
@@ -75,20 +80,26 @@ def plant_invalid_codes(rng, chunk: int, n: int, candidates: dict) -> dict:
     return out
 
 
-def junk_block(world, rng, chunk, n, new_people, rand_acute, A) -> dict:
-    from shmi_spark.synth.chunk import _blank
+def junk_block(world, rng, chunk: int, n: int, new_people, random_acute, analysis: dict) -> dict:
+    """The junk spells of a chunk: :func:`per_kind` of each of :data:`JUNK_KINDS`, single-episode spells
+    of new people with the demographics of random analysis spells (``analysis``: the analysis block).
+
+    ``new_people(m)`` gives ``m`` new person ids, ``random_acute(m)`` ``m`` acute trusts (rows of
+    ``world.trusts``).  The malformed values themselves are written by :mod:`.episodes`.
+    """
     m_kind = per_kind(chunk, n)
     m = m_kind * len(JUNK_KINDS)
-    src = rng.integers(0, len(A["g"]), m)
-    day = rng.integers(10, world.W - 30, m)
+    source = rng.integers(0, len(analysis["group"]), m)
+    day = rng.integers(10, world.last_day - 30, m)
     los = rng.integers(1, 8, m)
-    jb = _blank(m, kind=np.full(m, P.JUNK, np.int8), person=new_people(m), trust=rand_acute(m),
-                adm_day=day, dis=day + los, junk=np.repeat(np.arange(1, len(JUNK_KINDS) + 1), m_kind))
-    for key in ("sex", "g", "conds", "imd", "adm"):
-        jb[key] = A[key][src].copy()
-    jb["dob"] = day - (A["adm_day"][src] - A["dob"][src])
-    jb["age_unknown"] = np.zeros(m, bool)
-    return jb
+    junk = blank_spells(m, kind=np.full(m, JUNK, np.int8), person=new_people(m), trust=random_acute(m),
+                        adm_day=day, dis_day=day + los,
+                        junk=np.repeat(np.arange(1, len(JUNK_KINDS) + 1), m_kind))
+    for key in ("sex", "group", "conditions", "imd", "admimeth"):
+        junk[key] = analysis[key][source].copy()
+    junk["dob_day"] = day - (analysis["adm_day"][source] - analysis["dob_day"][source])
+    junk["age_unknown"] = np.zeros(m, bool)
+    return junk
 
 
 def code_variants(clean: list[str]) -> list[str]:

@@ -1,5 +1,11 @@
-"""Spells → HES episode rows as a pyarrow table of strings (METHOD.md §1 field names).
+"""Spells → HES APC episode rows as a pyarrow table of strings (METHOD.md §1 field names).
 
+Each spell of a chunk's spell table (:mod:`.spells`) becomes one or more
+consultant episodes with the HES fields the pipeline reads (``docs/tables.md``):
+dates cut from the spell, coded fields (STARTAGE, SEX, ADMIMETH, ADMISORC,
+DISMETH, DISDEST, CLASSPAT, EPISTAT, IMD04_DECILE, BIRWEIT_1, TRETSPEF) drawn to
+agree with the spell's covariates, and up to 20 diagnoses (the primary from the
+spell's group; secondaries with the Charlson conditions, Z51.5 and fillers).
 Codes and dates are indices into fixed vocabularies, turned into strings with
 ``pyarrow.compute.take``; ids are fixed-width strings built from byte buffers.
 
@@ -15,37 +21,66 @@ and value, once per distinct episode.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 
-from shmi_spark.synth import dirty
-from shmi_spark.synth import patients as P
-from shmi_spark.synth.chunk import NO_DATE
+from shmi_spark.synth.dates import Calendar
+from shmi_spark.synth.dirty import (
+    IMPOSSIBLE_DATES,
+    INVALID_CODES,
+    JUNK_KINDS,
+    UNKNOWN_PROCODE,
+    UNPARSEABLE_DATES,
+    code_variants,
+    dirty_codes,
+    per_kind,
+    plant_invalid_codes,
+)
+from shmi_spark.synth.numeric import position_in_segment, segment_starts
+from shmi_spark.synth.spells import ANALYSIS, STILLBIRTH
 from shmi_spark.synth.world import World
+
+__all__ = ["COLUMNS", "FIELD_VALUES", "FIELD_INDEX", "BAD_DATES", "Vocabularies", "build_episodes", "hes_ids",
+           "hex_ids", "dec_ids", "fixed_strings"]
 
 COLUMNS = (["HESID", "EPIKEY", "PROCODE3", "PROVSPNOPS", "EPIORDER", "EPISTAT", "ADMIDATE", "EPISTART",
             "EPIEND", "DISDATE", "ADMIMETH", "ADMISORC", "DISDEST", "DISMETH", "CLASSPAT", "STARTAGE",
             "SEX"] + [f"DIAG_4_{i:02d}" for i in range(1, 21)] + ["BIRWEIT_1", "IMD04_DECILE", "TRETSPEF"])
 
-V = {
+#: The values of each coded field; the generator writes indices into these lists.
+FIELD_VALUES = {
     "EPISTAT": ["3", "1", "9"],
     "ADMIMETH": ["11", "12", "13", "21", "22", "23", "24", "25", "2A", "2B", "2C", "2D", "28", "31", "32",
-                 "81", "82", "83", "84", "89", "98", "99", ""] + dirty.INVALID_CODES["ADMIMETH"],
+                 "81", "82", "83", "84", "89", "98", "99", ""] + INVALID_CODES["ADMIMETH"],
     "ADMISORC": ["19", "29", "39", "49", "50", "51", "52", "53", "54", "65", "66", "79", "85", "87", "88", "98", "99"],
     "DISDEST": ["19", "29", "49", "50", "51", "52", "53", "54", "65", "66", "79", "84", "87", "98", "99"],
     "DISMETH": ["1", "2", "3", "4", "5", "8", "9", ""],
-    "CLASSPAT": ["1", "2", "3", "4", "5"] + dirty.INVALID_CODES["CLASSPAT"],
-    "SEX": ["1", "2", "0", "9", ""] + dirty.INVALID_CODES["SEX"],
+    "CLASSPAT": ["1", "2", "3", "4", "5"] + INVALID_CODES["CLASSPAT"],
+    "SEX": ["1", "2", "0", "9", ""] + INVALID_CODES["SEX"],
     "EPIORDER": [f"{i:02d}" for i in range(1, 31)],
     "STARTAGE": ([str(i) for i in range(121)] + [str(7000 + i) for i in range(1, 8)] + ["999", ""]
-                 + dirty.INVALID_CODES["STARTAGE"]),
+                 + INVALID_CODES["STARTAGE"]),
     "TRETSPEF": ["300", "100", "110", "320", "340", "430", "420", "424", "501", "370", "800", "130", "101",
                  "120", "301", "315", "560", "180", "330", "361"],
     "IMD04_DECILE": [str(i) for i in range(1, 11)],
     "BIRWEIT_1": [f"{g:04d}" for g in range(350, 6205, 5)],
 }
-IX = {k: {v: i for i, v in enumerate(vals)} for k, vals in V.items()}
-BAD_DATES = ["1800-01-01", "1801-01-01"] + dirty.IMPOSSIBLE_DATES + dirty.UNPARSEABLE_DATES
+#: value → index in :data:`FIELD_VALUES`, per field
+FIELD_INDEX = {field: {value: i for i, value in enumerate(values)} for field, values in FIELD_VALUES.items()}
+#: dates that are not dates of the window: HES null placeholders, then the malformed ones of :mod:`.dirty`
+BAD_DATES = ["1800-01-01", "1801-01-01"] + IMPOSSIBLE_DATES + UNPARSEABLE_DATES
+
+# indices into FIELD_VALUES used by name below
+_STARTAGE_UNDER_1 = 121     # "7001": under 1 day ... "7007": 9-11 months
+_STARTAGE_UNKNOWN, _STARTAGE_BLANK = 128, 129
+_ADMIMETH_TRANSFER = 15     # "81"
+_ADMISORC_BIRTH = 11        # "79"
+_DISMETH_NOT_APPLICABLE = 5  # "8": episode not finished
+_DISDEST_NOT_APPLICABLE = 13  # "98"
+_DISDEST_DIED = 10          # "79"
+_TRETSPEF_PALLIATIVE = 15   # "315"
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
@@ -60,302 +95,424 @@ def _mix64(x: np.ndarray) -> np.ndarray:
 
 def fixed_strings(chars: np.ndarray) -> pa.Array:
     """(n, L) uint8 ASCII matrix → pyarrow string array of width L (no copies per row)."""
-    n, L = chars.shape
-    offsets = np.arange(0, (n + 1) * L, L, dtype=np.int32)
+    n, width = chars.shape
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
     data = np.ascontiguousarray(chars, dtype=np.uint8)
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 _HEX = np.frombuffer(b"0123456789ABCDEF", np.uint8)
-_DIG = np.frombuffer(b"0123456789", np.uint8)
+_DIGITS = np.frombuffer(b"0123456789", np.uint8)
 
 
 def hex_ids(x: np.ndarray, width: int = 16) -> pa.Array:
-    v = x.astype(np.uint64)
+    """Non-negative integers → upper-case hexadecimal strings of ``width`` characters."""
+    values = x.astype(np.uint64)
     shifts = np.arange(width - 1, -1, -1, dtype=np.uint64) * np.uint64(4)
-    nib = ((v[:, None] >> shifts[None, :]) & np.uint64(15)).astype(np.int64)
-    return fixed_strings(_HEX[nib])
+    nibbles = ((values[:, None] >> shifts[None, :]) & np.uint64(15)).astype(np.int64)
+    return fixed_strings(_HEX[nibbles])
 
 
 def dec_ids(x: np.ndarray, width: int) -> pa.Array:
-    v = x.astype(np.int64)
-    pw = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
-    return fixed_strings(_DIG[(v[:, None] // pw[None, :]) % 10])
+    """Non-negative integers → zero-padded decimal strings of ``width`` characters."""
+    values = x.astype(np.int64)
+    powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
+    return fixed_strings(_DIGITS[(values[:, None] // powers[None, :]) % 10])
 
 
-class Vocab:
+def hes_ids(chunk, person: np.ndarray) -> pa.Array:
+    """HESID of each person of a chunk: an opaque 16-character id, unique across chunks."""
+    return hex_ids(_mix64((chunk << 32) + person))
+
+
+@dataclass
+class CodeLists:
+    """Lists of code indices, one list per row (a group, a Charlson condition), stored flat."""
+
+    length: np.ndarray
+    offset: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def of(cls, lists: list[list[int]]) -> CodeLists:
+        length = np.array([len(x) for x in lists])
+        offset = np.concatenate([[0], np.cumsum(length)[:-1]])
+        return cls(length, offset, np.concatenate([np.array(x, np.int64) for x in lists]))
+
+    def at(self, row, k):
+        """The ``k``-th code of list ``row``."""
+        return self.values[self.offset[row] + k]
+
+
+class Vocabularies:
     """World-level vocabularies as pyarrow arrays (built once per process)."""
 
-    def __init__(self, world: World, cal: P.Calendar):
-        self.dates = list(cal.strings) + BAD_DATES
-        self.bad_date = {d: len(cal.strings) + i for i, d in enumerate(BAD_DATES)}
+    def __init__(self, world: World, calendar: Calendar):
+        self.calendar = calendar
+        self.dates = list(calendar.strings) + BAD_DATES
+        self.bad_date = {d: len(calendar.strings) + i for i, d in enumerate(BAD_DATES)}
         self.date_arr = pa.array(self.dates, pa.string())
         codes = world.codes
         clean = sorted(set(c for v in codes["group_codes"].values() for c in v) | set(codes["filler"])
-                       | set(c for v in codes["cond_codes"].values() for c in v) | set(codes["invalid"])
+                       | set(c for v in codes["condition_codes"].values() for c in v) | set(codes["invalid"])
                        | {"Z515", "P95X"})
         self.n_clean = len(clean)
         self.code_index = {c: i for i, c in enumerate(clean)}
-        self.code_arr = pa.array(dirty.code_variants(clean), pa.string())
-        gc = codes["group_codes"]
-        G = len(world.group_ids)
-        lists = [[self.code_index[c] for c in codes["invalid"]]] + \
-                [[self.code_index[c] for c in gc[int(g)]] for g in world.group_ids[1:]]
-        self.g_len = np.array([len(x) for x in lists])
-        self.g_off = np.concatenate([[0], np.cumsum(self.g_len)[:-1]])
-        self.g_codes = np.concatenate([np.array(x, np.int64) for x in lists])
-        # symptom groups: most codes in chapter R
-        self.symptom = np.array([False] + [np.mean([c.startswith("R") for c in gc[int(g)]]) > 0.5
+        self.code_arr = pa.array(code_variants(clean), pa.string())
+        group_codes = codes["group_codes"]
+        #: primary codes of each generator group (group 0: the unmapped codes)
+        self.group_codes = CodeLists.of([[self.code_index[c] for c in codes["invalid"]]]
+                                        + [[self.code_index[c] for c in group_codes[int(g)]]
                                            for g in world.group_ids[1:]])
-        cl = [[self.code_index[c] for c in codes["cond_codes"][k]] for k in codes["conditions"]]
-        self.c_len = np.array([len(x) for x in cl])
-        self.c_off = np.concatenate([[0], np.cumsum(self.c_len)[:-1]])
-        self.c_codes = np.concatenate([np.array(x, np.int64) for x in cl])
+        # symptom groups: most codes in chapter R
+        self.symptom = np.array([False] + [np.mean([c.startswith("R") for c in group_codes[int(g)]]) > 0.5
+                                           for g in world.group_ids[1:]])
+        #: codes of each Charlson condition
+        self.condition_codes = CodeLists.of([[self.code_index[c] for c in codes["condition_codes"][k]]
+                                             for k in codes["conditions"]])
         self.filler = np.array([self.code_index[c] for c in codes["filler"]], np.int64)
         self.z515 = self.code_index["Z515"]
         self.p95 = self.code_index["P95X"]
-        t = world.trusts.PROCODE3.tolist() + [dirty.UNKNOWN_PROCODE]
-        self.procode_arr = pa.array(t, pa.string())
-        self.unknown_procode = len(t) - 1
-        self.arr = {k: pa.array(v, pa.string()) for k, v in V.items()}
+        procodes = world.trusts.PROCODE3.tolist() + [UNKNOWN_PROCODE]
+        self.procode_arr = pa.array(procodes, pa.string())
+        self.unknown_procode = len(procodes) - 1
+        self.field_arr = {k: pa.array(v, pa.string()) for k, v in FIELD_VALUES.items()}
 
 
-def _take(arr: pa.Array, idx: np.ndarray) -> pa.Array:
-    idx = np.asarray(idx)
-    mask = idx < 0
-    ind = pa.array(np.where(mask, 0, idx).astype(np.int32), mask=mask if mask.any() else None)
-    return arr.take(ind)
+def _take(arr: pa.Array, index: np.ndarray) -> pa.Array:
+    """Strings of ``arr`` at ``index``; a negative index is a null."""
+    index = np.asarray(index)
+    null = index < 0
+    indices = pa.array(np.where(null, 0, index).astype(np.int32), mask=null if null.any() else None)
+    return arr.take(indices)
 
 
 def _pick(rng, n, options, p):
+    """``n`` draws from ``options`` with probabilities ∝ ``p``."""
     p = np.asarray(p, float)
     return np.asarray(options)[np.minimum(np.searchsorted(np.cumsum(p / p.sum()), rng.random(n), side="right"),
                                           len(options) - 1)]
 
 
-def build_episodes(world: World, voc: Vocab, sp: dict, rng: np.random.Generator):
-    """Return (table of distinct episodes, partition FY per output row, info incl. ``rows``: output row → episode)."""
-    S = len(sp["kind"])
-    W = world.W
-    chunk = sp["chunk"]
-    ne = sp["n_epi"].astype(np.int64)
-    sid = np.repeat(np.arange(S), ne)
-    E = len(sid)
-    order = P._within(ne)
-    first = order == 0
-    lastep = order == ne[sid] - 1
-    # ---------------- episode dates: cut the spell at sorted fractions
-    adm = sp["adm_day"]
-    dis = sp["dis"]
-    open_ = dis < 0
-    dis_eff = np.where(open_, np.maximum(W, adm) + 0, dis)
-    x = rng.exponential(1.0, E)
-    cs = np.cumsum(x)
-    starts = P._segment_starts(ne)
-    tot = np.add.reduceat(x, starts)
-    before = np.repeat(cs[starts] - x[starts], ne)
-    frac = (cs - before) / np.repeat(tot, ne)
-    frac[lastep] = 1.0
-    a_e = adm[sid]
-    span = dis_eff[sid] - a_e
-    epiend = a_e + np.floor(span * frac).astype(np.int64)
-    epistart = np.empty(E, np.int64)
-    epistart[0:1] = a_e[0:1]
-    epistart[1:] = np.where(first[1:], a_e[1:], epiend[:-1])
-    epiend = np.maximum(epiend, epistart)
-    # still in hospital: the last episode has no end; unfinished episodes (EPISTAT 1/9) keep dates
-    epistat = np.where(lastep, np.where(sp["last_epistat"][sid] == 3, 0, np.where(sp["last_epistat"][sid] == 1, 1, 2)), 0)
-    epiend_null = lastep & open_[sid]
-    # ---------------- dates → vocabulary indices
-    def di(day):
-        return day + P.DATE_PAD
+@dataclass
+class _Episodes:
+    """Where each episode sits in its spell."""
 
-    ADMIDATE = di(a_e)
-    EPISTART = di(epistart)
-    EPIEND = np.where(epiend_null, -1, di(epiend))
-    # a few HES placeholder null dates on still-open episodes
-    ph = epiend_null & (rng.random(E) < 0.2)
-    EPIEND = np.where(ph, voc.bad_date["1801-01-01"], EPIEND)
-    DISDATE = np.where(lastep & ~open_[sid], di(dis[sid]), -1)
-    ph2 = ~lastep & (rng.random(E) < 0.05)
-    DISDATE = np.where(ph2, voc.bad_date["1800-01-01"], DISDATE)
-    fy_day = np.where(epiend_null, epistart, epiend)
-    # ---------------- coded fields
-    kind = sp["kind"][sid]
-    age_days = epistart - sp["dob"][sid]
+    spell: np.ndarray           # spell index of each episode
+    order: np.ndarray           # 0-based EPIORDER
+    first: np.ndarray           # first episode of its spell
+    last: np.ndarray            # last episode of its spell
+    per_spell: np.ndarray       # episodes of each spell
+
+    @property
+    def n(self) -> int:
+        return len(self.spell)
+
+
+def _dates(rng, voc: Vocabularies, spells: dict, episodes: _Episodes, last_day: int) -> dict:
+    """Episode dates as date-vocabulary indices: the spell cut at sorted random fractions.
+
+    Still in hospital: the last episode has no end (sometimes a HES placeholder);
+    unfinished episodes (EPISTAT 1/9) keep their dates; some middle episodes carry
+    a placeholder DISDATE.  Also ``EPISTAT`` indices, ``open_end`` (no EPIEND)
+    and ``fy_day`` (the day giving the row's financial year).
+    """
+    spell, first, last = episodes.spell, episodes.first, episodes.last
+    adm_day, dis_day = spells["adm_day"], spells["dis_day"]
+    still_open = dis_day < 0
+    dis_effective = np.where(still_open, np.maximum(last_day, adm_day) + 0, dis_day)
+    x = rng.exponential(1.0, episodes.n)
+    running = np.cumsum(x)
+    starts = segment_starts(episodes.per_spell)
+    total = np.add.reduceat(x, starts)
+    before = np.repeat(running[starts] - x[starts], episodes.per_spell)
+    fraction = (running - before) / np.repeat(total, episodes.per_spell)
+    fraction[last] = 1.0
+    admitted = adm_day[spell]
+    span = dis_effective[spell] - admitted
+    epiend = admitted + np.floor(span * fraction).astype(np.int64)
+    epistart = np.empty(episodes.n, np.int64)
+    epistart[0:1] = admitted[0:1]
+    epistart[1:] = np.where(first[1:], admitted[1:], epiend[:-1])
+    epiend = np.maximum(epiend, epistart)
+    last_epistat = spells["last_epistat"][spell]
+    epistat = np.where(last, np.where(last_epistat == 3, 0, np.where(last_epistat == 1, 1, 2)), 0)
+    open_end = last & still_open[spell]
+    index = voc.calendar.index
+    epiend_index = np.where(open_end, -1, index(epiend))
+    placeholder = open_end & (rng.random(episodes.n) < 0.2)
+    epiend_index = np.where(placeholder, voc.bad_date["1801-01-01"], epiend_index)
+    disdate_index = np.where(last & ~still_open[spell], index(dis_day[spell]), -1)
+    placeholder = ~last & (rng.random(episodes.n) < 0.05)
+    disdate_index = np.where(placeholder, voc.bad_date["1800-01-01"], disdate_index)
+    return {"ADMIDATE": index(admitted), "EPISTART": index(epistart), "EPIEND": epiend_index,
+            "DISDATE": disdate_index, "EPISTAT": epistat, "open_end": open_end,
+            "still_open": still_open[spell], "epistart_day": epistart,
+            "fy_day": np.where(open_end, epistart, epiend)}
+
+
+def _startage(rng, spells: dict, episodes: _Episodes, epistart_day) -> np.ndarray:
+    """STARTAGE indices: years, or the 7001-7007 codes under a year; 999 or blank when unknown."""
+    age_days = epistart_day - spells["dob_day"][episodes.spell]
     age_years = np.floor(age_days / 365.25).astype(np.int64)
-    under1 = np.searchsorted(np.array([1, 7, 29, 91, 182, 273]), age_days, side="right")  # 0..6
-    STARTAGE = np.where(age_years < 1, 121 + np.clip(under1, 0, 6), np.clip(age_years, 0, 120))
-    unk = sp["age_unknown"][sid]
-    STARTAGE = np.where(unk, np.where(rng.random(E) < 0.75, 128, np.where(rng.random(E) < 0.6, 129, -1)), STARTAGE)
-    sexv = sp["sex"]
-    su = rng.random(S)
-    SEXs = np.where(sexv == 0, 0, np.where(sexv == 1, 1, np.where(su < 0.4, 2, np.where(su < 0.8, 3, 4))))
-    SEX = SEXs[sid]
-    # admission method
-    a = sp["adm"]
-    el = _pick(rng, S, [0, 1, 2], [0.55, 0.25, 0.2])
-    ne_ = _pick(rng, S, [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 18, 19, 20], [55, 18, 2, 3, 1, 3, 2, 1, 1, 8, 1, 1, 0.5])
-    un = _pick(rng, S, [21, 22, -1], [0.5, 0.3, 0.2])
-    AM = np.where(a == 0, el, np.where(a == 1, ne_, un))
-    mat = _mat(world, sp["g"])
-    AM = np.where((a == 1) & mat, np.where(rng.random(S) < 0.7, 13, 14), AM)
-    AM = np.where((a == 1) & sp["birth"], np.where(rng.random(S) < 0.9, 16, 17), AM)
-    AM = np.where((a == 1) & sp["transfer_in"], 15, AM)
-    old = (adm - sp["dob"]) > 80 * 365
-    AS = np.where(sp["transfer_in"], _pick(rng, S, [3, 4, 5, 6, 7], [1, 1, 6, 1, 1]),
-                  np.where(sp["birth"], 11, np.where(old & (rng.random(S) < 0.12), 8, 0)))
-    dmeth = sp["dismeth_last"]
-    DM_last = np.select([dmeth == 1, dmeth == 2, dmeth == 4, dmeth == 5], [0, 1, 3, 4], 2)
-    DM_mid = _pick(rng, E, [5, 6, -1, 7], [0.85, 0.05, 0.07, 0.03])
-    DISMETH = np.where(lastep, DM_last[sid], DM_mid)
-    DISMETH = np.where(epiend_null | (lastep & open_[sid]), 5, DISMETH)
-    dd_last = np.where(sp["transfer_out"], _pick(rng, S, [2, 3, 4, 5, 6], [1, 1, 6, 1, 1]),
-                       np.where(dmeth == 4, 10, np.where(dmeth == 5, 10,
-                                np.where(old & (rng.random(S) < 0.1), 7, 0))))
-    DISDEST = np.where(lastep & ~open_[sid], dd_last[sid], 13)
-    CLASSPAT = sp["classpat"][sid]
-    EPISTAT = epistat
-    IMD = sp["imd"]
-    # HES IMD04_DECILE: 1 = most deprived tenth, 10 = least; fifth index 0 = least deprived
-    dec = np.where(IMD >= 5, -1, 2 * (4 - IMD) + (rng.random(S) < 0.5))
-    IMD04 = dec[sid]
-    BW = np.where(sp["grams"] >= 350, (np.clip(sp["grams"], 350, 6200) - 350) // 5, -1)
-    BIRWEIT = np.where(first, BW[sid], -1)
-    # treatment specialty
-    ay = (adm - sp["dob"]) / 365.25
-    tret_s = np.where(ay < 1, np.where(sp["birth"], 7, 6), np.where(ay < 16, 6, np.where(mat, 8, np.where(
-        a == 0, _pick(rng, S, [1, 2, 11, 12, 13, 9, 10], [3, 3, 2, 2, 1, 1, 1]),
-        np.where(ay > 75, _pick(rng, S, [5, 0, 2, 3], [4, 4, 1, 1]),
-                 _pick(rng, S, [0, 1, 2, 3, 4, 17, 18, 19], [5, 3, 2, 2, 2, 1, 1, 1]))))))
-    TRET = tret_s[sid]
-    TRET = np.where(~first & (rng.random(E) < 0.3), _pick(rng, E, [0, 1, 5, 3, 4], [3, 2, 2, 1, 1]), TRET)
-    pal = sp["died"] & (rng.random(S) < 0.06 + 0.10 * (ay > 75))
-    pal |= ~sp["died"] & (rng.random(S) < 0.001)
-    TRET = np.where(lastep & pal[sid], 15, TRET)
-    # ---------------- diagnoses
-    g = sp["g"]
-    u = rng.random(S)
-    prim = voc.g_codes[voc.g_off[g] + np.minimum((u * u * voc.g_len[g]).astype(np.int64), voc.g_len[g] - 1)]
-    prim = np.where(sp["kind"] == P.STILLBIRTH, voc.p95, prim)
-    # later episodes' primary: same code, another code of the group, or (symptom groups) a different group
-    u2 = rng.random(S)
-    other = voc.g_codes[voc.g_off[g] + np.minimum((u2 * voc.g_len[g]).astype(np.int64), voc.g_len[g] - 1)]
-    sym = voc.symptom[g] & (ne > 1) & (rng.random(S) < 0.6)
-    gd = rng.integers(1, len(world.group_ids), S)
-    gd = np.where(voc.symptom[gd], 1 + (gd % (len(world.group_ids) - 1)), gd)
-    diff = voc.g_codes[voc.g_off[gd] + (rng.random(S) * voc.g_len[gd]).astype(np.int64)]
-    prim2 = np.where(sym, diff, np.where(rng.random(S) < 0.7, prim, other))
-    D = np.full((E, 20), -1, np.int64)
-    D[:, 0] = np.where(first, prim[sid], prim2[sid])
-    # secondaries of the spell (first episode): Charlson codes, Z515, fillers
-    conds = sp["conds"]
-    has = conds >= 0
-    cc = np.where(has, voc.c_codes[voc.c_off[np.maximum(conds, 0)] +
-                                   (rng.random(conds.shape) * voc.c_len[np.maximum(conds, 0)]).astype(np.int64)], -1)
+    under_1 = np.searchsorted(np.array([1, 7, 29, 91, 182, 273]), age_days, side="right")  # 0..6
+    startage = np.where(age_years < 1, _STARTAGE_UNDER_1 + np.clip(under_1, 0, 6), np.clip(age_years, 0, 120))
+    unknown = spells["age_unknown"][episodes.spell]
+    return np.where(unknown, np.where(rng.random(episodes.n) < 0.75, _STARTAGE_UNKNOWN,
+                                      np.where(rng.random(episodes.n) < 0.6, _STARTAGE_BLANK, -1)), startage)
+
+
+def _sex(rng, spells: dict) -> np.ndarray:
+    """SEX indices of each spell: 1, 2; unknown as 0, 9 or blank."""
+    sex = spells["sex"]
+    u = rng.random(len(sex))
+    return np.where(sex == 0, 0, np.where(sex == 1, 1, np.where(u < 0.4, 2, np.where(u < 0.8, 3, 4))))
+
+
+def _admission(rng, world: World, spells: dict):
+    """ADMIMETH and ADMISORC indices of each spell, agreeing with its admission method and kind."""
+    n = len(spells["kind"])
+    admimeth = spells["admimeth"]
+    elective = _pick(rng, n, [0, 1, 2], [0.55, 0.25, 0.2])
+    emergency = _pick(rng, n, [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 18, 19, 20],
+                      [55, 18, 2, 3, 1, 3, 2, 1, 1, 8, 1, 1, 0.5])
+    unknown = _pick(rng, n, [21, 22, -1], [0.5, 0.3, 0.2])
+    method = np.where(admimeth == 0, elective, np.where(admimeth == 1, emergency, unknown))
+    non_elective = admimeth == 1
+    method = np.where(non_elective & world.maternity[spells["group"]],
+                      np.where(rng.random(n) < 0.7, 13, 14), method)
+    method = np.where(non_elective & spells["birth"], np.where(rng.random(n) < 0.9, 16, 17), method)
+    method = np.where(non_elective & spells["transfer_in"], _ADMIMETH_TRANSFER, method)
+    old = (spells["adm_day"] - spells["dob_day"]) > 80 * 365
+    source = np.where(spells["transfer_in"], _pick(rng, n, [3, 4, 5, 6, 7], [1, 1, 6, 1, 1]),
+                      np.where(spells["birth"], _ADMISORC_BIRTH, np.where(old & (rng.random(n) < 0.12), 8, 0)))
+    return method, source, old
+
+
+def _discharge(rng, spells: dict, episodes: _Episodes, still_open, open_end, old):
+    """DISMETH and DISDEST indices of each episode (middle episodes: not yet discharged)."""
+    n = len(spells["kind"])
+    dismeth = spells["dismeth_last"]
+    dismeth_last = np.select([dismeth == 1, dismeth == 2, dismeth == 4, dismeth == 5], [0, 1, 3, 4], 2)
+    dismeth_middle = _pick(rng, episodes.n, [5, 6, -1, 7], [0.85, 0.05, 0.07, 0.03])
+    method = np.where(episodes.last, dismeth_last[episodes.spell], dismeth_middle)
+    method = np.where(open_end | (episodes.last & still_open), _DISMETH_NOT_APPLICABLE, method)
+    destination_last = np.where(spells["transfer_out"], _pick(rng, n, [2, 3, 4, 5, 6], [1, 1, 6, 1, 1]),
+                                np.where(dismeth == 4, _DISDEST_DIED, np.where(dismeth == 5, _DISDEST_DIED,
+                                         np.where(old & (rng.random(n) < 0.1), 7, 0))))
+    destination = np.where(episodes.last & ~still_open, destination_last[episodes.spell], _DISDEST_NOT_APPLICABLE)
+    return method, destination
+
+
+def _imd_decile(rng, spells: dict) -> np.ndarray:
+    """IMD04_DECILE index of each spell: HES 1 = most deprived tenth, 10 = least; fifth 0 = least deprived."""
+    imd = spells["imd"]
+    return np.where(imd >= 5, -1, 2 * (4 - imd) + (rng.random(len(imd)) < 0.5))
+
+
+def _treatment_specialty(rng, world: World, spells: dict, episodes: _Episodes, age_at_admission):
+    """TRETSPEF index of each episode, and which spells are palliative (315 on the last episode)."""
+    n = len(spells["kind"])
+    age = age_at_admission
+    maternity = world.maternity[spells["group"]]
+    by_spell = np.where(age < 1, np.where(spells["birth"], 7, 6), np.where(age < 16, 6, np.where(maternity, 8, np.where(
+        spells["admimeth"] == 0, _pick(rng, n, [1, 2, 11, 12, 13, 9, 10], [3, 3, 2, 2, 1, 1, 1]),
+        np.where(age > 75, _pick(rng, n, [5, 0, 2, 3], [4, 4, 1, 1]),
+                 _pick(rng, n, [0, 1, 2, 3, 4, 17, 18, 19], [5, 3, 2, 2, 2, 1, 1, 1]))))))
+    specialty = by_spell[episodes.spell]
+    specialty = np.where(~episodes.first & (rng.random(episodes.n) < 0.3),
+                         _pick(rng, episodes.n, [0, 1, 5, 3, 4], [3, 2, 2, 1, 1]), specialty)
+    palliative = spells["died"] & (rng.random(n) < 0.06 + 0.10 * (age > 75))
+    palliative |= ~spells["died"] & (rng.random(n) < 0.001)
+    specialty = np.where(episodes.last & palliative[episodes.spell], _TRETSPEF_PALLIATIVE, specialty)
+    return specialty, palliative
+
+
+def _primary_diagnoses(rng, world: World, voc: Vocabularies, spells: dict, episodes: _Episodes):
+    """Primary diagnosis of each episode; later episodes' primary: the same code, another code of the
+    group, or (symptom groups) a code of a different group.  Also the symptom-group spells."""
+    n = len(spells["kind"])
+    group = spells["group"]
+    codes = voc.group_codes
+    u = rng.random(n)
+    primary = codes.at(group, np.minimum((u * u * codes.length[group]).astype(np.int64), codes.length[group] - 1))
+    primary = np.where(spells["kind"] == STILLBIRTH, voc.p95, primary)
+    u = rng.random(n)
+    other = codes.at(group, np.minimum((u * codes.length[group]).astype(np.int64), codes.length[group] - 1))
+    symptom = voc.symptom[group] & (episodes.per_spell > 1) & (rng.random(n) < 0.6)
+    n_groups = len(world.group_ids)
+    different = rng.integers(1, n_groups, n)
+    different = np.where(voc.symptom[different], 1 + (different % (n_groups - 1)), different)
+    different_code = codes.at(different, (rng.random(n) * codes.length[different]).astype(np.int64))
+    later = np.where(symptom, different_code, np.where(rng.random(n) < 0.7, primary, other))
+    return np.where(episodes.first, primary[episodes.spell], later[episodes.spell]), symptom
+
+
+def _secondary_diagnoses(rng, voc: Vocabularies, spells: dict, age_at_admission):
+    """Secondaries of each spell's first episode (spells, 19): Charlson codes, Z51.5, fillers, shuffled.
+
+    Returns the codes, how many there are, the spells with a second code of a
+    condition and the spells with Z51.5.
+    """
+    n = len(spells["kind"])
+    conditions = spells["conditions"]
+    codes = voc.condition_codes
+    has = conditions >= 0
+    condition = np.maximum(conditions, 0)
+    charlson = np.where(has, codes.at(condition, (rng.random(conditions.shape) * codes.length[condition])
+                                      .astype(np.int64)), -1)
     # each condition once: sometimes a second code of the same condition
-    dup = has[:, 0] & (rng.random(S) < 0.08)
-    c0 = np.maximum(conds[:, 0], 0)
-    cdup = np.where(dup, voc.c_codes[voc.c_off[c0] + (rng.random(S) * voc.c_len[c0]).astype(np.int64)], -1)
-    zflag = np.where(sp["died"], rng.random(S) < 0.08 + 0.25 * (ay > 70), rng.random(S) < 0.002)
-    nfill = rng.poisson(0.6 + 3.6 * np.clip(ay / 85.0, 0, 1.1))
-    fill = voc.filler[rng.integers(0, len(voc.filler), (S, 19))]
-    pos = np.arange(19)[None, :]
-    fill = np.where(pos < nfill[:, None], fill, -1)
-    sec = np.concatenate([cc, cdup[:, None], np.where(zflag, voc.z515, -1)[:, None], fill], axis=1)
+    second = has[:, 0] & (rng.random(n) < 0.08)
+    first_condition = np.maximum(conditions[:, 0], 0)
+    second_code = np.where(second, codes.at(first_condition, (rng.random(n) * codes.length[first_condition])
+                                            .astype(np.int64)), -1)
+    age = age_at_admission
+    z515 = np.where(spells["died"], rng.random(n) < 0.08 + 0.25 * (age > 70), rng.random(n) < 0.002)
+    n_filler = rng.poisson(0.6 + 3.6 * np.clip(age / 85.0, 0, 1.1))
+    filler = voc.filler[rng.integers(0, len(voc.filler), (n, 19))]
+    filler = np.where(np.arange(19)[None, :] < n_filler[:, None], filler, -1)
+    secondary = np.concatenate([charlson, second_code[:, None], np.where(z515, voc.z515, -1)[:, None], filler],
+                               axis=1)
     # compact left (stable), keep 19, then shuffle the occupied positions
-    key = np.where(sec >= 0, rng.random(sec.shape), 2.0)
-    o = np.argsort(key, axis=1, kind="stable")
-    sec = np.take_along_axis(sec, o, axis=1)[:, :19]
-    nsec = (sec >= 0).sum(1)
+    key = np.where(secondary >= 0, rng.random(secondary.shape), 2.0)
+    order = np.argsort(key, axis=1, kind="stable")
+    secondary = np.take_along_axis(secondary, order, axis=1)[:, :19]
+    return secondary, (secondary >= 0).sum(1), second, z515
+
+
+def _diagnoses(rng, world: World, voc: Vocabularies, spells: dict, episodes: _Episodes, age_at_admission):
+    """DIAG_4_01..20 code indices of each episode (dirty spellings planted), and counts for ``info``."""
+    primary, symptom = _primary_diagnoses(rng, world, voc, spells, episodes)
+    diagnoses = np.full((episodes.n, 20), -1, np.int64)
+    diagnoses[:, 0] = primary
+    secondary, n_secondary, second, z515 = _secondary_diagnoses(rng, voc, spells, age_at_admission)
     # later episodes repeat part of the first episode's secondaries (plus, sometimes, a new Charlson code)
-    D[:, 1:] = sec[sid]
-    keep = np.where(first, 19, rng.integers(0, 19, E))
-    D[:, 1:] = np.where(np.arange(19)[None, :] < np.minimum(keep, nsec[sid])[:, None], D[:, 1:], -1)
-    extra = ~first & (rng.random(E) < 0.08)
+    diagnoses[:, 1:] = secondary[episodes.spell]
+    keep = np.where(episodes.first, 19, rng.integers(0, 19, episodes.n))
+    kept = np.minimum(keep, n_secondary[episodes.spell])
+    diagnoses[:, 1:] = np.where(np.arange(19)[None, :] < kept[:, None], diagnoses[:, 1:], -1)
+    extra = ~episodes.first & (rng.random(episodes.n) < 0.08)
     if extra.any():
-        ci = rng.integers(0, len(voc.c_len), E)
-        ec = voc.c_codes[voc.c_off[ci] + (rng.random(E) * voc.c_len[ci]).astype(np.int64)]
-        slot = np.minimum(np.minimum(keep, nsec[sid]), 18) + 1
+        codes = voc.condition_codes
+        condition = rng.integers(0, len(codes.length), episodes.n)
+        code = codes.at(condition, (rng.random(episodes.n) * codes.length[condition]).astype(np.int64))
+        slot = np.minimum(kept, 18) + 1
         rows = np.nonzero(extra)[0]
-        D[rows, slot[rows]] = ec[rows]
-    D = dirty.dirty_codes(rng, D, voc.n_clean)
-    # ---------------- junk rows (single episode spells): malformed values
-    jk = sp["junk"][sid]
-    PROC = sp["trust"][sid].copy()
-    if (jk > 0).any():
-        J = {k: i + 1 for i, k in enumerate(dirty.JUNK_KINDS)}
-        m = jk == J["impossible_date"]
-        bad = np.array([voc.bad_date[d] for d in dirty.IMPOSSIBLE_DATES])[rng.integers(0, 3, E)]
-        EPISTART = np.where(m, bad, EPISTART); ADMIDATE = np.where(m, bad, ADMIDATE)
-        m = jk == J["unparseable_date"]
-        bad = np.array([voc.bad_date[d] for d in dirty.UNPARSEABLE_DATES])[rng.integers(0, 3, E)]
-        EPIEND = np.where(m, bad, EPIEND); DISDATE = np.where(m, bad, DISDATE)
-        m = jk == J["end_before_start"]
-        EPIEND = np.where(m, EPISTART - 3, EPIEND); DISDATE = np.where(m, EPISTART - 3, DISDATE)
-        m = jk == J["discharge_before_admission"]
-        DISDATE = np.where(m, ADMIDATE - 2, DISDATE)
-        m = jk == J["unknown_procode"]
-        PROC = np.where(m, voc.unknown_procode, PROC)
-    # ---------------- invalid covariate codes (METHOD.md §2: the covariate's unknown level)
-    # only on rows of analysis spells whose truth already is that unknown level (CLASSPAT:
-    # an ordinary admission), never on junk rows: every one is on an accepted row
-    AM_e = AM[sid].copy()
-    fields = {"SEX": SEX, "ADMIMETH": AM_e, "STARTAGE": STARTAGE, "CLASSPAT": CLASSPAT}
-    ana = kind == P.ANALYSIS
-    cand = {"SEX": np.nonzero(ana & (sexv[sid] == 2))[0], "ADMIMETH": np.nonzero(ana & (a[sid] == 2))[0],
-            "STARTAGE": np.nonzero(ana & unk)[0], "CLASSPAT": np.nonzero(ana & (CLASSPAT == 0))[0]}
-    for f, (r, k) in dirty.plant_invalid_codes(rng, chunk, sp["n_analysis"], cand).items():
-        fields[f][r] = np.array([IX[f][v] for v in dirty.INVALID_CODES[f]], np.int64)[k]
+        diagnoses[rows, slot[rows]] = code[rows]
+    diagnoses = dirty_codes(rng, diagnoses, voc.n_clean)
+    return diagnoses, {"n_secondary": n_secondary, "symptom": symptom, "z515": z515, "second": second}
+
+
+def _malform(rng, voc: Vocabularies, junk, dates: dict, procode):
+    """The malformed values of junk rows (single-episode spells), one kind per row (in place)."""
+    if not (junk > 0).any():
+        return
+    kind = {k: i + 1 for i, k in enumerate(JUNK_KINDS)}
+    n = len(junk)
+    hit = junk == kind["impossible_date"]
+    bad = np.array([voc.bad_date[d] for d in IMPOSSIBLE_DATES])[rng.integers(0, 3, n)]
+    dates["EPISTART"] = np.where(hit, bad, dates["EPISTART"])
+    dates["ADMIDATE"] = np.where(hit, bad, dates["ADMIDATE"])
+    hit = junk == kind["unparseable_date"]
+    bad = np.array([voc.bad_date[d] for d in UNPARSEABLE_DATES])[rng.integers(0, 3, n)]
+    dates["EPIEND"] = np.where(hit, bad, dates["EPIEND"])
+    dates["DISDATE"] = np.where(hit, bad, dates["DISDATE"])
+    hit = junk == kind["end_before_start"]
+    dates["EPIEND"] = np.where(hit, dates["EPISTART"] - 3, dates["EPIEND"])
+    dates["DISDATE"] = np.where(hit, dates["EPISTART"] - 3, dates["DISDATE"])
+    hit = junk == kind["discharge_before_admission"]
+    dates["DISDATE"] = np.where(hit, dates["ADMIDATE"] - 2, dates["DISDATE"])
+    hit = junk == kind["unknown_procode"]
+    procode[:] = np.where(hit, voc.unknown_procode, procode)
+
+
+def _plant_invalid_codes(rng, chunk: int, spells: dict, episodes: _Episodes, fields: dict, junk) -> dict:
+    """Invalid covariate codes (METHOD.md §2: the covariate's unknown level), written in place in ``fields``.
+
+    Only on rows of analysis spells whose truth already is that unknown level
+    (CLASSPAT: an ordinary admission), never on junk rows: every one is on an
+    accepted row.  Returns ``{FIELD: {VALUE: rows}}`` of the values written.
+    """
+    spell = episodes.spell
+    analysis = spells["kind"][spell] == ANALYSIS
+    candidates = {"SEX": np.nonzero(analysis & (spells["sex"][spell] == 2))[0],
+                  "ADMIMETH": np.nonzero(analysis & (spells["admimeth"][spell] == 2))[0],
+                  "STARTAGE": np.nonzero(analysis & spells["age_unknown"][spell])[0],
+                  "CLASSPAT": np.nonzero(analysis & (fields["CLASSPAT"] == 0))[0]}
+    for field, (rows, k) in plant_invalid_codes(rng, chunk, spells["n_analysis"], candidates).items():
+        fields[field][rows] = np.array([FIELD_INDEX[field][v] for v in INVALID_CODES[field]], np.int64)[k]
     invalid = {}
-    for f, vals in dirty.INVALID_CODES.items():
-        arr = fields[f][jk == 0]
-        invalid[f] = {v: int((arr == IX[f][v]).sum()) for v in vals if (arr == IX[f][v]).any()}
-    # ---------------- ids
-    hes = hex_ids(_mix64((np.int64(chunk) << 32) + sp["person"][sid]))
-    spell_global = (np.int64(chunk) << 28) + sp["spell_no"]
-    epi_global = (np.int64(chunk) << 32) + np.arange(E)
-    cols = {
-        "HESID": hes,
-        "EPIKEY": dec_ids(np.int64(chunk) * 10**8 + np.arange(E), 12),
-        "PROCODE3": _take(voc.procode_arr, PROC),
-        "PROVSPNOPS": dec_ids(np.int64(chunk) * 10**7 + sp["spell_no"][sid], 11),
-        "EPIORDER": _take(voc.arr["EPIORDER"], np.minimum(order, 29)),
-        "EPISTAT": _take(voc.arr["EPISTAT"], EPISTAT),
-        "ADMIDATE": _take(voc.date_arr, ADMIDATE), "EPISTART": _take(voc.date_arr, EPISTART),
-        "EPIEND": _take(voc.date_arr, EPIEND), "DISDATE": _take(voc.date_arr, DISDATE),
-        "ADMIMETH": _take(voc.arr["ADMIMETH"], AM_e), "ADMISORC": _take(voc.arr["ADMISORC"], AS[sid]),
-        "DISDEST": _take(voc.arr["DISDEST"], DISDEST), "DISMETH": _take(voc.arr["DISMETH"], DISMETH),
-        "CLASSPAT": _take(voc.arr["CLASSPAT"], CLASSPAT), "STARTAGE": _take(voc.arr["STARTAGE"], STARTAGE),
-        "SEX": _take(voc.arr["SEX"], SEX),
+    for field, values in INVALID_CODES.items():
+        accepted = fields[field][junk == 0]
+        invalid[field] = {v: int((accepted == FIELD_INDEX[field][v]).sum()) for v in values
+                          if (accepted == FIELD_INDEX[field][v]).any()}
+    return invalid
+
+
+def build_episodes(world: World, voc: Vocabularies, spells: dict, rng: np.random.Generator):
+    """Return (table of distinct episodes, partition FY per output row, info incl. ``rows``: output row → episode).
+
+    ``rows`` lists, in output order, the episode of each row written: every
+    episode once, and a few analysis episodes twice (exact duplicate rows).
+    """
+    n_spells = len(spells["kind"])
+    chunk = spells["chunk"]
+    per_spell = spells["n_episodes"].astype(np.int64)
+    order = position_in_segment(per_spell)
+    spell = np.repeat(np.arange(n_spells), per_spell)
+    episodes = _Episodes(spell, order, order == 0, order == per_spell[spell] - 1, per_spell)
+    dates = _dates(rng, voc, spells, episodes, world.last_day)
+    startage = _startage(rng, spells, episodes, dates["epistart_day"])
+    sex = _sex(rng, spells)[spell]
+    admimeth, admisorc, old = _admission(rng, world, spells)
+    dismeth, disdest = _discharge(rng, spells, episodes, dates["still_open"], dates["open_end"], old)
+    classpat = spells["classpat"][spell]
+    imd_decile = _imd_decile(rng, spells)[spell]
+    grams = spells["grams"]
+    birweit = np.where(grams >= 350, (np.clip(grams, 350, 6200) - 350) // 5, -1)
+    birweit = np.where(episodes.first, birweit[spell], -1)
+    age_at_admission = (spells["adm_day"] - spells["dob_day"]) / 365.25
+    specialty, palliative = _treatment_specialty(rng, world, spells, episodes, age_at_admission)
+    diagnoses, counts = _diagnoses(rng, world, voc, spells, episodes, age_at_admission)
+    junk = spells["junk"][spell]
+    procode = spells["trust"][spell].copy()
+    _malform(rng, voc, junk, dates, procode)
+    fields = {"SEX": sex, "ADMIMETH": admimeth[spell].copy(), "STARTAGE": startage, "CLASSPAT": classpat}
+    invalid = _plant_invalid_codes(rng, chunk, spells, episodes, fields, junk)
+    field_arr = voc.field_arr
+    columns = {
+        "HESID": hes_ids(np.int64(chunk), spells["person"][spell]),
+        "EPIKEY": dec_ids(np.int64(chunk) * 10**8 + np.arange(episodes.n), 12),
+        "PROCODE3": _take(voc.procode_arr, procode),
+        "PROVSPNOPS": dec_ids(np.int64(chunk) * 10**7 + spells["spell_no"][spell], 11),
+        "EPIORDER": _take(field_arr["EPIORDER"], np.minimum(order, 29)),
+        "EPISTAT": _take(field_arr["EPISTAT"], dates["EPISTAT"]),
+        **{name: _take(voc.date_arr, dates[name]) for name in ("ADMIDATE", "EPISTART", "EPIEND", "DISDATE")},
+        "ADMIMETH": _take(field_arr["ADMIMETH"], fields["ADMIMETH"]),
+        "ADMISORC": _take(field_arr["ADMISORC"], admisorc[spell]),
+        "DISDEST": _take(field_arr["DISDEST"], disdest), "DISMETH": _take(field_arr["DISMETH"], dismeth),
+        "CLASSPAT": _take(field_arr["CLASSPAT"], classpat), "STARTAGE": _take(field_arr["STARTAGE"], startage),
+        "SEX": _take(field_arr["SEX"], sex),
     }
     for i in range(20):
-        cols[f"DIAG_4_{i + 1:02d}"] = _take(voc.code_arr, D[:, i])
-    cols["BIRWEIT_1"] = _take(voc.arr["BIRWEIT_1"], BIRWEIT)
-    cols["IMD04_DECILE"] = _take(voc.arr["IMD04_DECILE"], IMD04)
-    cols["TRETSPEF"] = _take(voc.arr["TRETSPEF"], TRET)
+        columns[f"DIAG_4_{i + 1:02d}"] = _take(voc.code_arr, diagnoses[:, i])
+    columns["BIRWEIT_1"] = _take(field_arr["BIRWEIT_1"], birweit)
+    columns["IMD04_DECILE"] = _take(field_arr["IMD04_DECILE"], imd_decile)
+    columns["TRETSPEF"] = _take(field_arr["TRETSPEF"], specialty)
     # exact duplicate rows (duplicate EPIKEY) of a few real analysis episodes
-    ndup = dirty.per_kind(chunk, sp["n_analysis"])
-    cand = np.nonzero(kind == P.ANALYSIS)[0]
-    dup_rows = np.sort(rng.choice(cand, min(ndup, len(cand)), replace=False)) if len(cand) else np.zeros(0, np.int64)
-    rows = np.sort(np.concatenate([np.arange(E), dup_rows]), kind="stable")
-    fy = np.asarray(_fy(world, fy_day))[rows]
-    table = pa.table(cols)
-    info = {"episodes": E, "duplicate_epikey": int(len(dup_rows)), "secondary_mean_first": float(nsec[sp["kind"] == 0].mean()) if S else 0.0,
-            "symptom_first_episode": int((sym & (sp["kind"] == 0)).sum()),
-            "palliative_z515": int((zflag & (sp["kind"] == 0)).sum()),
-            "palliative_tretspef315": int((pal & (sp["kind"] == 0)).sum()),
-            "charlson_duplicate_condition_codes": int((dup & (sp["kind"] == 0)).sum()),
-            "dirty_code_values": int((D >= voc.n_clean).sum()), "invalid_codes": invalid}
-    info["rows"] = rows
-    return table, fy, info
-
-
-def _fy(world, day):
-    cal = world.params.get("_cal")
-    return cal.fy_of(np.clip(day, -P.DATE_PAD, world.W + P.DATE_AFTER))
-
-
-def _mat(world, g):
-    from shmi_spark.synth.chunk import _is_maternity
-    return _is_maternity(world, g)
+    n_duplicates = per_kind(chunk, spells["n_analysis"])
+    analysis_episodes = np.nonzero(spells["kind"][spell] == ANALYSIS)[0]
+    duplicates = (np.sort(rng.choice(analysis_episodes, min(n_duplicates, len(analysis_episodes)), replace=False))
+                  if len(analysis_episodes) else np.zeros(0, np.int64))
+    rows = np.sort(np.concatenate([np.arange(episodes.n), duplicates]), kind="stable")
+    fy = np.asarray(voc.calendar.fy_of_clipped(dates["fy_day"]))[rows]
+    analysis_spell = spells["kind"] == ANALYSIS
+    info = {"episodes": episodes.n, "duplicate_epikey": int(len(duplicates)),
+            "secondary_mean_first": float(counts["n_secondary"][analysis_spell].mean()) if n_spells else 0.0,
+            "symptom_first_episode": int((counts["symptom"] & analysis_spell).sum()),
+            "palliative_z515": int((counts["z515"] & analysis_spell).sum()),
+            "palliative_tretspef315": int((palliative & analysis_spell).sum()),
+            "charlson_duplicate_condition_codes": int((counts["second"] & analysis_spell).sum()),
+            "dirty_code_values": int((diagnoses >= voc.n_clean).sum()), "invalid_codes": invalid,
+            "rows": rows}
+    return pa.table(columns), fy, info

@@ -1,12 +1,20 @@
-"""Orchestration: world → chunks (optionally in worker processes) → files."""
+"""Orchestration of ``shmi synth``: world → chunks (optionally in worker processes) → files.
+
+:func:`generate` builds and calibrates the world (:mod:`.calibrate`), makes
+each chunk's spells (:mod:`.chunk`), episode rows (:mod:`.episodes`, written
+by :mod:`.write` under ``hes_apc/FYEAR=xxyy/``), ONS rows and truth
+(:mod:`.truth`), then writes ``ons_deaths/``, ``reference/`` and ``truth/``.
+A chunk's numbers depend only on the seed and the chunk's index, so the files
+are the same whatever the number of workers.
+"""
 
 from __future__ import annotations
 
 import math
 import multiprocessing as mp
 import shutil
-import sys
 import time
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -14,15 +22,31 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from shmi_spark.synth import patients as P
-from shmi_spark.synth import truth as T
-from shmi_spark.synth.chunk import build_chunk
+from shmi_spark.synth import truth
+from shmi_spark.synth.calibrate import build_world
+from shmi_spark.synth.chunk import EXTRA_RATES, build_chunk
+from shmi_spark.synth.dates import DATE_PAD
 from shmi_spark.synth.dirty import INVALID_CODES, JUNK_KINDS, per_kind
-from shmi_spark.synth.episodes import Vocab, _mix64, build_episodes, hex_ids
-from shmi_spark.synth.world import DEFAULT_CHARLSON, DEFAULT_DIAG, World, build_world, new_seedseq
+from shmi_spark.synth.episodes import Vocabularies, build_episodes, hes_ids
+from shmi_spark.synth.numeric import seed_sequence
+from shmi_spark.synth.spells import (
+    DAY_CASE,
+    IN_HOSPITAL,
+    KIND_NAMES,
+    NON_ACUTE,
+    REGULAR,
+    STILLBIRTH,
+    TRAP_DAYCASE,
+    UNFINISHED,
+)
+from shmi_spark.synth.world import DEFAULT_CHARLSON, DEFAULT_DIAG, World
 from shmi_spark.synth.write import write_parquet, write_partitions
 
+__all__ = ["CHUNK_ADMISSIONS", "DEFAULT_DIAG", "DEFAULT_CHARLSON", "pilot_size", "chunk_sizes", "generate"]
+
+#: analysis admissions per chunk (the unit of work of a worker)
 CHUNK_ADMISSIONS = 500_000
+#: the world, calendar, vocabularies and output folder of this process (set by _init)
 _STATE: dict = {}
 
 
@@ -32,67 +56,69 @@ def pilot_size(n: int) -> int:
 
 
 def chunk_sizes(n: int) -> list[int]:
-    c = max(1, math.ceil(n / CHUNK_ADMISSIONS))
-    base, rem = divmod(n, c)
-    return [base + (1 if i < rem else 0) for i in range(c)]
+    """``n`` admissions split into chunks of at most :data:`CHUNK_ADMISSIONS`, as even as can be."""
+    n_chunks = max(1, math.ceil(n / CHUNK_ADMISSIONS))
+    base, rest = divmod(n, n_chunks)
+    return [base + (1 if i < rest else 0) for i in range(n_chunks)]
 
 
 def _init(world: World, out: str):
-    cal = P.Calendar(world)
-    world.params["_cal"] = cal
-    _STATE.update(world=world, cal=cal, voc=Vocab(world, cal), out=Path(out))
+    calendar = world.calendar()
+    _STATE.update(world=world, calendar=calendar, vocabularies=Vocabularies(world, calendar), out=Path(out))
 
 
-def _process(task):
-    chunk, n = task
-    world, cal, voc, out = _STATE["world"], _STATE["cal"], _STATE["voc"], _STATE["out"]
-    sp = build_chunk(world, cal, chunk, n)
-    rng = np.random.default_rng(new_seedseq(world.seed, 20, chunk))
-    table, fy, info = build_episodes(world, voc, sp, rng)
-    parts = write_partitions(table, info["rows"], fy, out, chunk)
-    person, dod, ndup = T.ons_rows(sp, np.random.default_rng(new_seedseq(world.seed, 30, chunk)))
-    link = T.link_chunk(world, sp, person, dod)
-    agg = T.aggregate_chunk(world, cal, sp, link)
-    kind = sp["kind"]
-    nA = sp["n_analysis"]
-    A = slice(0, nA)
-    inc = link["inc"]
-    died_inc = link["died"]
-    counts = {
-        "spells_by_kind": np.bincount(kind, minlength=len(P.KIND_NAMES)),
-        "episodes": info["episodes"], "episode_rows": int(len(info["rows"])), "partitions": parts,
-        "duplicate_epikey": info["duplicate_epikey"], "ons_rows": int(len(person)),
-        "ons_duplicates": ndup,
-        "deaths_in_hospital_no_ons": int((sp["died"][A] & sp["inhosp"][A] & ~sp["ons"][A]).sum()),
-        "analysis_deaths": int(died_inc.sum()), "analysis_deaths_in_hospital": int(link["in_hospital"].sum()),
-        "analysis_deaths_dismeth4": int((sp["dismeth_last"][inc][died_inc] == 4).sum()),
-        "transfers": int(sp["transfer_out"][A].sum()), "readmissions_30d": int(sp["readm30"][A].sum()),
+def _chunk_counts(world: World, spells: dict, info: dict, link: dict) -> dict:
+    """The chunk's contribution to truth/summary.json (summed over chunks)."""
+    kind = spells["kind"]
+    analysis = slice(0, spells["n_analysis"])
+    included, died = link["included"], link["died"]
+    return {
+        "spells_by_kind": np.bincount(kind, minlength=len(KIND_NAMES)),
+        "episodes": info["episodes"], "episode_rows": int(len(info["rows"])),
+        "duplicate_epikey": info["duplicate_epikey"],
+        "deaths_in_hospital_no_ons": int((spells["died"][analysis] & spells["in_hospital"][analysis]
+                                          & ~spells["ons"][analysis]).sum()),
+        "analysis_deaths": int(died.sum()), "analysis_deaths_in_hospital": int(link["in_hospital"].sum()),
+        "analysis_deaths_dismeth4": int((spells["dismeth_last"][included][died] == 4).sum()),
+        "transfers": int(spells["transfer_out"][analysis].sum()),
+        "readmissions_30d": int(spells["readmitted_30d"][analysis].sum()),
         "deaths_after_readmission": link["deaths_after_readmission"],
         "deaths_on_day_30": link["deaths_on_day_30"],
         "survivors_death_on_day_31": link["survivors_death_on_day_31"],
         "survivors_death_after_30_days": link["survivors_death_after_30_days"],
-        "non_acute_deaths": int(sp["died"][kind == P.NON_ACUTE].sum()),
+        "non_acute_deaths": int(spells["died"][kind == NON_ACUTE].sum()),
         "mismatch_included": link["mismatch_included"], "mismatch_died": link["mismatch_died"],
-        "malformed": {k: int((sp["junk"] == i + 1).sum()) for i, k in enumerate(JUNK_KINDS)},
+        "malformed": {k: int((spells["junk"] == i + 1).sum()) for i, k in enumerate(JUNK_KINDS)},
         "invalid_codes": info["invalid_codes"],
         "symptom_first_episode": info["symptom_first_episode"], "palliative_z515": info["palliative_z515"],
         "palliative_tretspef315": info["palliative_tretspef315"],
         "charlson_duplicate_condition_codes": info["charlson_duplicate_condition_codes"],
-        "dirty_code_values": info["dirty_code_values"], "people": int(sp["n_people"]),
-        "secondary_sum": float(info["secondary_mean_first"] * nA),
-        "classpat5_analysis": int((sp["classpat"][A] == 4).sum()),
-        "maternity_analysis": int(_mat_count(world, sp["g"][A])),
-        "invalid_primary_analysis": int((sp["g"][A] == 0).sum()),
+        "dirty_code_values": info["dirty_code_values"], "people": int(spells["n_people"]),
+        "secondary_sum": float(info["secondary_mean_first"] * spells["n_analysis"]),
+        "classpat5_analysis": int((spells["classpat"][analysis] == 4).sum()),
+        "maternity_analysis": int(world.maternity[spells["group"][analysis]].sum()),
+        "invalid_primary_analysis": int((spells["group"][analysis] == 0).sum()),
     }
-    return chunk, agg, counts, (person, dod)
 
 
-def _mat_count(world, g):
-    from shmi_spark.synth.chunk import _is_maternity
-    return _is_maternity(world, g).sum()
+def _process(task):
+    """One chunk: spells, episode files, ONS rows, truth counts."""
+    chunk, n = task
+    world, calendar, out = _STATE["world"], _STATE["calendar"], _STATE["out"]
+    spells = build_chunk(world, calendar, chunk, n)
+    rng = np.random.default_rng(seed_sequence(world.seed, 20, chunk))
+    table, fy, info = build_episodes(world, _STATE["vocabularies"], spells, rng)
+    parts = write_partitions(table, info["rows"], fy, out, chunk)
+    person, dod_day, n_duplicates = truth.ons_rows(spells, np.random.default_rng(seed_sequence(world.seed, 30, chunk)))
+    link = truth.link_chunk(world, spells, person, dod_day)
+    aggregates = truth.aggregate_chunk(world, calendar, spells, link)
+    counts = _chunk_counts(world, spells, info, link)
+    counts.update(partitions=parts, ons_rows=int(len(person)), ons_duplicates=n_duplicates)
+    return chunk, aggregates, counts, (person, dod_day)
 
 
 def _add(acc: dict, d: dict):
+    """Add the counts ``d`` into ``acc`` (nested dicts key by key)."""
     for k, v in d.items():
         if isinstance(v, dict):
             _add(acc.setdefault(k, {}), v)
@@ -102,85 +128,91 @@ def _add(acc: dict, d: dict):
             acc[k] = v.copy() if isinstance(v, np.ndarray) else v
 
 
-def generate(out: Path, n: int, seed: int, start: date, end: date, workers: int = 2,
-             log=print) -> dict:
-    t0 = time.time()
-    out = Path(out)
-    taken = [sub for sub in ("hes_apc", "ons_deaths", "reference", "truth") if (out / sub).exists()]
-    if taken:  # a world is written into a new folder (shmi synth's staging); nothing is ever replaced
-        raise ValueError(f"generate(): {out / taken[0]} exists; write the world into a new folder")
-    out.mkdir(parents=True, exist_ok=True)
-    world = build_world(seed, n, start, end, pilot=pilot_size(n))
-    log(f"shmi synth: world built ({len(world.group_ids) - 1} groups, {world.n_acute} acute trusts) "
-        f"in {time.time() - t0:.1f}s")
-    sizes = chunk_sizes(n)
+def _run_chunks(world: World, out: Path, sizes: list[int], workers: int, log, t0: float):
+    """Every chunk, in worker processes when ``workers`` > 1; returns summed aggregates, counts, ONS rows."""
     tasks = list(enumerate(sizes))
-    aggs, counts = {}, {}
+    aggregates: dict = {}
+    counts: dict = {}
     ons = []
-    group = max(1, workers)
+    pool = None
+    results: Iterator[tuple]
     if workers > 1 and len(tasks) > 1:
-        ctx = mp.get_context("fork")
-        pool = ctx.Pool(workers, initializer=_init, initargs=(world, str(out)))
-        it = pool.imap(_process, tasks)
+        pool = mp.get_context("fork").Pool(workers, initializer=_init, initargs=(world, str(out)))
+        results = pool.imap(_process, tasks)
     else:
         _init(world, str(out))
-        pool = None
-        it = map(_process, tasks)
+        results = map(_process, tasks)
     try:
         done = 0
-        for chunk, agg, cnt, o in it:
-            _add(aggs, agg)
-            _add(counts, cnt)
-            ons.append((chunk, o[0], o[1]))
+        for chunk, chunk_aggregates, chunk_counts, (person, dod_day) in results:
+            _add(aggregates, chunk_aggregates)
+            _add(counts, chunk_counts)
+            ons.append((chunk, person, dod_day))
             done += 1
-            if done % group == 0 or done == len(tasks):
+            if done % max(1, workers) == 0 or done == len(tasks):
                 log(f"shmi synth: chunks {done}/{len(tasks)}, {sum(sizes[:done]):,} admissions, "
                     f"{time.time() - t0:.1f}s")
     finally:
         if pool is not None:
             pool.close()
             pool.join()
-    cal = P.Calendar(world)
-    # ---- ONS deaths
-    ch = np.concatenate([np.full(len(p), c, np.int64) for c, p, _ in ons])
-    per = np.concatenate([p for _, p, _ in ons])
-    dod = np.concatenate([d for _, _, d in ons])
-    voc_dates = pa.array(list(cal.strings), pa.string())
-    ons_tab = pa.table({"HESID": hex_ids(_mix64((ch << 32) + per)),
-                        "DOD": voc_dates.take(pa.array((dod + P.DATE_PAD).astype(np.int32)))})
-    write_parquet(ons_tab, out / "ons_deaths" / "part-00000.parquet")
-    # ---- reference
-    ref = out / "reference"
-    ref.mkdir(parents=True, exist_ok=True)
-    world.trusts[["PROCODE3", "NAME", "TYPE", "REGION"]].to_csv(ref / "trusts.csv", index=False, lineterminator="\n")
-    shutil.copyfile(DEFAULT_DIAG, ref / "diag_groups.csv")
-    shutil.copyfile(DEFAULT_CHARLSON, ref / "charlson.csv")
-    # ---- truth
-    tdir = out / "truth"
-    tdir.mkdir(parents=True, exist_ok=True)
-    T.coefficients(world).to_csv(tdir / "coefficients.csv", index=False, lineterminator="\n")
-    te, po = T.trust_effects(world)
-    te.to_csv(tdir / "trust_effects.csv", index=False, lineterminator="\n")
-    po.to_csv(tdir / "planted_outliers.csv", index=False, lineterminator="\n")
+    return aggregates, counts, ons
+
+
+def _write_ons(world: World, out: Path, ons: list) -> None:
+    """ons_deaths/part-00000.parquet: HESID, DOD of every registration, chunk by chunk."""
+    chunk = np.concatenate([np.full(len(person), c, np.int64) for c, person, _ in ons])
+    person = np.concatenate([person for _, person, _ in ons])
+    dod_day = np.concatenate([dod_day for _, _, dod_day in ons])
+    dates = pa.array(list(world.calendar().strings), pa.string())
+    table = pa.table({"HESID": hes_ids(chunk, person),
+                      "DOD": dates.take(pa.array((dod_day + DATE_PAD).astype(np.int32)))})
+    write_parquet(table, out / "ons_deaths" / "part-00000.parquet")
+
+
+def _write_reference(world: World, out: Path) -> None:
+    """reference/: the world's trusts and the project's default lookup and Charlson list."""
+    folder = out / "reference"
+    folder.mkdir(parents=True, exist_ok=True)
+    world.trusts[["PROCODE3", "NAME", "TYPE", "REGION"]].to_csv(folder / "trusts.csv", index=False,
+                                                                lineterminator="\n")
+    shutil.copyfile(DEFAULT_DIAG, folder / "diag_groups.csv")
+    shutil.copyfile(DEFAULT_CHARLSON, folder / "charlson.csv")
+
+
+def _write_truth_tables(world: World, folder: Path, aggregates: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """truth/*.csv; returns the planted outliers and the calibration counts."""
+    truth.coefficients(world).to_csv(folder / "coefficients.csv", index=False, lineterminator="\n")
+    effects, outliers = truth.trust_effects(world)
+    effects.to_csv(folder / "trust_effects.csv", index=False, lineterminator="\n")
+    outliers.to_csv(folder / "planted_outliers.csv", index=False, lineterminator="\n")
     acute = world.trusts[world.trusts.TYPE == "acute"].PROCODE3.to_numpy()
-    ty = pd.DataFrame({"PROCODE3": np.repeat(acute, 6), "DIS_FYEAR": np.tile(np.arange(2005, 2011), len(acute)),
-                       "SPELLS": aggs["ty_spells"].astype(np.int64), "DEATHS": aggs["ty_deaths"].astype(np.int64)})
-    ty = ty[ty.SPELLS > 0].sort_values(["PROCODE3", "DIS_FYEAR"]).reset_index(drop=True)
-    ty.to_csv(tdir / "trust_year_counts.csv", index=False, lineterminator="\n")
-    calib = T.calibration_frame(aggs["cal_spells"], aggs["cal_deaths"])
-    calib.to_csv(tdir / "calibration_counts.csv", index=False, lineterminator="\n")
-    gdf = pd.DataFrame({"DIAG_GROUP": world.group_ids, "SPELLS": aggs["g_spells"].astype(np.int64),
-                        "DEATHS": aggs["g_deaths"].astype(np.int64)})
-    gdf.to_csv(tdir / "group_counts.csv", index=False, lineterminator="\n")
-    sbk = counts["spells_by_kind"]
-    summary = {
-        "admissions": int(n), "chunks": len(sizes), "episodes": counts["episodes"],
+    trust_years = pd.DataFrame({"PROCODE3": np.repeat(acute, 6),
+                                "DIS_FYEAR": np.tile(np.arange(2005, 2011), len(acute)),
+                                "SPELLS": aggregates["ty_spells"].astype(np.int64),
+                                "DEATHS": aggregates["ty_deaths"].astype(np.int64)})
+    trust_years = trust_years[trust_years.SPELLS > 0].sort_values(["PROCODE3", "DIS_FYEAR"]).reset_index(drop=True)
+    trust_years.to_csv(folder / "trust_year_counts.csv", index=False, lineterminator="\n")
+    calibration = truth.calibration_frame(aggregates["cal_spells"], aggregates["cal_deaths"])
+    calibration.to_csv(folder / "calibration_counts.csv", index=False, lineterminator="\n")
+    groups = pd.DataFrame({"DIAG_GROUP": world.group_ids, "SPELLS": aggregates["g_spells"].astype(np.int64),
+                           "DEATHS": aggregates["g_deaths"].astype(np.int64)})
+    groups.to_csv(folder / "group_counts.csv", index=False, lineterminator="\n")
+    return outliers, calibration
+
+
+def _summary(world: World, n: int, n_chunks: int, aggregates: dict, counts: dict) -> dict:
+    """truth/summary.json: what the world holds, for the tests and the pipeline's checks."""
+    by_kind = counts["spells_by_kind"]
+    return {
+        "admissions": int(n), "chunks": n_chunks, "episodes": counts["episodes"],
         "episode_rows_written": counts["episode_rows"], "episode_rows_by_fyear": counts["partitions"],
-        "spells_by_kind": {P.KIND_NAMES[i]: int(sbk[i]) for i in range(len(P.KIND_NAMES))},
-        "exclusions": {"unfinished_episode": int(sbk[P.UNFINISHED]),
-                       "no_discharge_date": int(sbk[P.IN_HOSPITAL]),
-                       "day_case_or_regular_attender": int(sbk[P.DAY_CASE] + sbk[P.REGULAR] + sbk[P.TRAP_DAYCASE]),
-                       "stillbirth": int(sbk[P.STILLBIRTH]), "non_acute_trust": int(sbk[P.NON_ACUTE])},
+        "spells_by_kind": {KIND_NAMES[i]: int(by_kind[i]) for i in range(len(KIND_NAMES))},
+        "exclusions": {"unfinished_episode": int(by_kind[UNFINISHED]),
+                       "no_discharge_date": int(by_kind[IN_HOSPITAL]),
+                       "day_case_or_regular_attender": int(by_kind[DAY_CASE] + by_kind[REGULAR]
+                                                           + by_kind[TRAP_DAYCASE]),
+                       "stillbirth": int(by_kind[STILLBIRTH]), "non_acute_trust": int(by_kind[NON_ACUTE])},
         "malformed_rows": dict(counts["malformed"], duplicate_epikey=counts["duplicate_epikey"]),
         # METHOD.md §2: invalid covariate codes on accepted rows, {FIELD: {VALUE: count}}
         "invalid_codes": {f: dict(v) for f, v in counts.get("invalid_codes", {}).items() if v},
@@ -191,14 +223,14 @@ def generate(out: Path, n: int, seed: int, start: date, end: date, workers: int 
         "analysis_deaths": counts["analysis_deaths"],
         "analysis_deaths_in_hospital": counts["analysis_deaths_in_hospital"],
         "analysis_deaths_dismeth4": counts["analysis_deaths_dismeth4"],
-        "analysis_expected_deaths": round(aggs["expected_deaths"], 3),
+        "analysis_expected_deaths": round(aggregates["expected_deaths"], 3),
         "transfers": counts["transfers"], "readmissions_within_30_days": counts["readmissions_30d"],
         "deaths_after_readmission": counts["deaths_after_readmission"],
         "deaths_on_day_30": counts["deaths_on_day_30"],
         "survivors_death_on_day_31": counts["survivors_death_on_day_31"],
         "survivors_death_after_30_days": counts["survivors_death_after_30_days"],
         "deaths_at_non_acute_trusts": counts["non_acute_deaths"],
-        "day_case_between_discharge_and_death": int(sbk[P.TRAP_DAYCASE]),
+        "day_case_between_discharge_and_death": int(by_kind[TRAP_DAYCASE]),
         "symptom_primary_first_episode": counts["symptom_first_episode"],
         "palliative_z515_spells": counts["palliative_z515"],
         "palliative_tretspef315_spells": counts["palliative_tretspef315"],
@@ -211,20 +243,52 @@ def generate(out: Path, n: int, seed: int, start: date, end: date, workers: int 
         "diag_groups": int(len(world.group_ids) - 1), "acute_trusts": world.n_acute,
         "rule_vs_plan_mismatches": {"included": counts["mismatch_included"], "died": counts["mismatch_died"]},
     }
-    T.write_json(tdir / "summary.json", summary)
-    params = {k: v for k, v in world.params.items() if not k.startswith("_") and k != "charlson_combos"}
+
+
+def _params(world: World, n: int, outliers: pd.DataFrame) -> dict:
+    """truth/params.json: the world's parameters (seed, calibration, shared effects, planted rates)."""
+    params = dict(world.params)
     params.update(admissions=n, workers_independent=True, chunk_admissions=CHUNK_ADMISSIONS,
                   shared_effects={k: np.round(v, 6) for k, v in world.shared.items()},
-                  reference_levels=T.REF, charlson_a=world.charlson_a, charlson_b=world.charlson_b,
+                  reference_levels=truth.REFERENCE_LEVELS, charlson_a=world.charlson_a, charlson_b=world.charlson_b,
                   imd_w=np.round(world.imd_w, 6), imd_theta=np.round(world.imd_theta, 6),
                   patient_cell_weights=np.round(world.patient_cell_w / world.patient_cell_w.sum(), 8),
-                  extra_rates={P.KIND_NAMES[k]: v for k, v in P.EXTRA_RATES.items()},
+                  extra_rates={KIND_NAMES[k]: v for k, v in EXTRA_RATES.items()},
                   malformed_rate_per_kind=per_kind(1, 1_000_000) / 1_000_000,
                   invalid_code_rate_per_field=per_kind(1, 1_000_000) / 1_000_000,
                   invalid_code_values=INVALID_CODES,
-                  group_elective_share=dict(zip(map(int, world.group_ids), np.round(world.elective_p, 6))),
-                  outliers=po.to_dict("records"))
-    T.write_json(tdir / "params.json", params)
+                  group_elective_share=dict(zip(map(int, world.group_ids), np.round(world.elective_p, 6),
+                                                strict=True)),
+                  outliers=outliers.to_dict("records"))
+    return params
+
+
+def generate(out: Path, n: int, seed: int, start: date, end: date, workers: int = 2,
+             log=print) -> dict:
+    """Write a world of ``n`` analysis admissions from ``seed`` into the new folder ``out``.
+
+    Returns truth/summary.json's content, plus ``seconds`` and ``_calibration``
+    (the calibration counts, for ``shmi synth --check``).
+    """
+    t0 = time.time()
+    out = Path(out)
+    taken = [sub for sub in ("hes_apc", "ons_deaths", "reference", "truth") if (out / sub).exists()]
+    if taken:  # a world is written into a new folder (shmi synth's staging); nothing is ever replaced
+        raise ValueError(f"generate(): {out / taken[0]} exists; write the world into a new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    world = build_world(seed, n, start, end, pilot=pilot_size(n))
+    log(f"shmi synth: world built ({len(world.group_ids) - 1} groups, {world.n_acute} acute trusts) "
+        f"in {time.time() - t0:.1f}s")
+    sizes = chunk_sizes(n)
+    aggregates, counts, ons = _run_chunks(world, out, sizes, workers, log, t0)
+    _write_ons(world, out, ons)
+    _write_reference(world, out)
+    folder = out / "truth"
+    folder.mkdir(parents=True, exist_ok=True)
+    outliers, calibration = _write_truth_tables(world, folder, aggregates)
+    summary = _summary(world, n, len(sizes), aggregates, counts)
+    truth.write_json(folder / "summary.json", summary)
+    truth.write_json(folder / "params.json", _params(world, n, outliers))
     summary["seconds"] = round(time.time() - t0, 1)
-    summary["_calibration"] = calib
+    summary["_calibration"] = calibration
     return summary

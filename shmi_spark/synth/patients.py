@@ -1,290 +1,275 @@
-"""The vectorised generator: patients → spells → outcomes (numpy only, no per-row Python).
+"""The vectorised generator of analysis admissions: patients → spells → outcomes (numpy only).
 
-``analysis_spells`` draws the analysis admissions (acute-trust spells that
-survive METHOD.md §2) with their covariates and planted outcomes;
-``chunk_spells`` adds the excluded kinds and the people they belong to, and
-returns one spell-level table (a dict of equal-length arrays) for a chunk.
+:func:`analysis_spells` draws the analysis admissions (acute-trust spells that
+survive METHOD.md §2) of fresh patients with their covariates (the model's
+age band, sex, admission method, month, year, Charlson band, birth-weight band
+of METHOD.md §4), dates, trusts, transfers and readmissions; :func:`plant_outcomes`
+draws their deaths from the world's model and splits patients into people at
+each death (a death ends a person), with the death dates that METHOD.md §3
+links back (in hospital, within 30 days, or later).  No per-row Python: every
+step is an array operation over all spells of a chunk.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from shmi_spark.synth.world import (AGE_UNKNOWN, T2_BANDS, T2_NAMES, World, _sigmoid, new_seedseq)
+from shmi_spark.synth.dates import Calendar
+from shmi_spark.synth.numeric import inverse_cdf, position_in_segment, segment_starts, sigmoid
+from shmi_spark.synth.world import AGE_UNKNOWN, World, charlson_age_z, linear_predictor
 
-# ----------------------------------------------------------------- kinds
-ANALYSIS, DAY_CASE, REGULAR, NON_ACUTE, STILLBIRTH, IN_HOSPITAL, UNFINISHED, TRAP_DAYCASE, JUNK = range(9)
-KIND_NAMES = ["analysis", "day_case", "regular_attender", "non_acute_trust", "stillbirth",
-              "still_in_hospital", "unfinished_episode", "day_case_before_death", "junk"]
-#: excluded kinds, per analysis admission
-EXTRA_RATES = {DAY_CASE: 0.055, REGULAR: 0.022, NON_ACUTE: 0.04, STILLBIRTH: 0.0008,
-               IN_HOSPITAL: 0.004, UNFINISHED: 0.0006}
-DATE_PAD = 400      # date vocabulary starts DATE_PAD days before the window
-DATE_AFTER = 900    # ... and ends this many days after it
+__all__ = ["analysis_spells", "pilot_spells", "plant_outcomes", "other_trust_in_region"]
 
-
-def charlson_z(age_years):
-    return (np.clip(age_years, 0, 100) - 60.0) / 20.0
-
-
-class Calendar:
-    """Day offsets (0 = window start) → month, financial year."""
-
-    def __init__(self, world: World):
-        base = np.datetime64(world.start.isoformat())
-        off = np.arange(-DATE_PAD, world.W + DATE_AFTER + 1)
-        d = base + off.astype("timedelta64[D]")
-        self.strings = np.datetime_as_string(d, unit="D")
-        m = d.astype("M8[M]").astype(np.int64)
-        self.month = (m % 12 + 1).astype(np.int8)
-        year = (m // 12 + 1970)
-        self.fy = (year - (self.month < 4)).astype(np.int16)
-
-    def month_of(self, day):
-        return self.month[day + DATE_PAD]
-
-    def fy_of(self, day):
-        return self.fy[day + DATE_PAD]
-
-
-def linear_predictor(world: World, sp: dict) -> np.ndarray:
-    g = sp["g"]
-    sh, dv = world.shared, world.dev
-    eta = world.alpha[g].copy()
-    eta += sh["AGE_BAND"][sp["age"]] + dv["AGE_BAND"][g, sp["age"]]
-    eta += sh["SEX_CAT"][sp["sex"]] + dv["SEX_CAT"][g, sp["sex"]]
-    eta += sh["ADMIMETH_CAT"][sp["adm"]] + dv["ADMIMETH_CAT"][g, sp["adm"]]
-    eta += sh["ADM_MONTH"][sp["month"] - 1] + dv["ADM_MONTH"][g, sp["month"] - 1]
-    fy = np.clip(sp["fy"] - 2005, 0, 5)
-    eta += sh["DIS_FYEAR"][fy] + dv["DIS_FYEAR"][g, fy]
-    notinv = g != 0
-    eta += np.where(notinv, sh["CHARLSON_BAND"][sp["charl"]] + dv["CHARLSON_BAND"][g, sp["charl"]], 0.0)
-    per = world.perinatal[g]
-    eta += np.where(per, sh["BIRWEIT_BAND"][sp["bwb"]] + dv["BIRWEIT_BAND"][g, sp["bwb"]], 0.0)
-    eta += world.trust_year[sp["acute_idx"], fy]
-    return eta
+#: Table 2 band of a patient (0-10, missing excluded) → first and last age (years) of the band
+_BAND_FIRST_AGE = np.array([0, 1, 5, 15, 25, 35, 45, 55, 65, 75, 85])
+_BAND_LAST_AGE = np.array([0, 4, 14, 24, 34, 44, 54, 64, 74, 84, 85])
+_NEVER = 1 << 40   # a day after every day
 
 
 def _categorical(rng, cum_rows: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Draw one category per element from row ``rows`` of cumulative-probability table ``cum_rows``."""
-    k = cum_rows.shape[1]
+    n_categories = cum_rows.shape[1]
     flat = (cum_rows + np.arange(cum_rows.shape[0])[:, None]).ravel()
-    u = rng.random(len(rows)) + rows
-    idx = np.searchsorted(flat, u, side="right") - rows * k
-    return np.clip(idx, 0, k - 1)
+    uniforms = rng.random(len(rows)) + rows
+    index = np.searchsorted(flat, uniforms, side="right") - rows * n_categories
+    return np.clip(index, 0, n_categories - 1)
 
 
-def _segment_starts(counts):
-    starts = np.zeros(len(counts), dtype=np.int64)
-    np.cumsum(counts[:-1], out=starts[1:])
-    return starts
-
-
-def _within(counts):
-    """0..k-1 inside each segment of the given lengths."""
-    tot = int(counts.sum())
-    starts = np.repeat(_segment_starts(counts), counts)
-    return np.arange(tot) - starts
-
-
-def _acute_tables(world: World):
-    t = world.trusts
-    acute = np.nonzero(t.TYPE.to_numpy() == "acute")[0]
-    size = t.SIZE.to_numpy()[acute]
-    region = t.REGION.to_numpy()[acute]
-    regions = sorted(set(region))
-    rid = np.array([regions.index(r) for r in region])
-    return acute, size / size.sum(), rid
-
-
-def _same_region_other(rng, trust_a, rid, share):
-    """A different acute trust in the same region (∝ size), per element of trust_a (acute indices)."""
-    out = trust_a.copy()
-    R = rid.max() + 1
-    members = [np.nonzero(rid == r)[0] for r in range(R)]
-    for r in range(R):
-        m = np.nonzero(rid[trust_a] == r)[0]
-        if len(m) == 0 or len(members[r]) < 2:
+def other_trust_in_region(rng, positions, region, share):
+    """A different acute trust in the same region (∝ size), per element of ``positions`` (acute positions)."""
+    out = positions.copy()
+    n_regions = region.max() + 1
+    members = [np.nonzero(region == r)[0] for r in range(n_regions)]
+    for r in range(n_regions):
+        here = np.nonzero(region[positions] == r)[0]
+        if len(here) == 0 or len(members[r]) < 2:
             continue
-        mem = members[r]
-        w = share[mem] / share[mem].sum()
-        pick = mem[np.minimum(np.searchsorted(np.cumsum(w), rng.random(len(m)), side="right"), len(mem) - 1)]
-        same = pick == trust_a[m]
+        trusts = members[r]
+        weight = share[trusts] / share[trusts].sum()
+        pick = trusts[inverse_cdf(np.cumsum(weight), rng.random(len(here)))]
+        same = pick == positions[here]
         # move collisions to the next member
-        pos = np.searchsorted(mem, pick[same])
-        pick[same] = mem[(pos + 1) % len(mem)]
-        out[m] = pick
+        at = np.searchsorted(trusts, pick[same])
+        pick[same] = trusts[(at + 1) % len(trusts)]
+        out[here] = pick
     return out
 
 
-def analysis_spells(world: World, rng: np.random.Generator, n: int, cal: Calendar | None = None) -> dict:
-    """``n`` analysis admissions of fresh patients, with covariates, outcomes and dates."""
-    cal = cal or Calendar(world)
-    W = world.W
-    cellw = world.patient_cell_w.ravel() / world.patient_cell_w.sum()
-    mean_k = 1.0 + (world.mean_extra_spells[:, None] * np.ones((1, 2))).ravel() @ cellw
-    npat = int(n / mean_k * 1.15) + 100
+def _patients(world: World, rng: np.random.Generator, n: int):
+    """Enough patients for ``n`` admissions: Table 2 band, sex, number of admissions (summing to ``n``)."""
+    cell_weight = world.patient_cell_w.ravel() / world.patient_cell_w.sum()
+    mean_spells = 1.0 + (world.mean_extra_spells[:, None] * np.ones((1, 2))).ravel() @ cell_weight
+    n_patients = int(n / mean_spells * 1.15) + 100
     while True:
-        cell = np.minimum(np.searchsorted(np.cumsum(cellw), rng.random(npat), side="right"), len(cellw) - 1)
+        cell = inverse_cdf(np.cumsum(cell_weight), rng.random(n_patients))
         band, sex = cell // 2, cell % 2
-        lam = world.mean_extra_spells[band] * rng.gamma(0.7, 1 / 0.7, npat)
-        k = np.minimum(1 + rng.poisson(lam), 25)
-        cs = np.cumsum(k)
-        if cs[-1] >= n:
+        rate = world.mean_extra_spells[band] * rng.gamma(0.7, 1 / 0.7, n_patients)
+        n_spells = np.minimum(1 + rng.poisson(rate), 25)
+        total = np.cumsum(n_spells)
+        if total[-1] >= n:
             break
-        npat = int(npat * 1.3)
-    last = int(np.searchsorted(cs, n))
-    k = k[: last + 1].copy()
-    k[-1] -= cs[last] - n
-    band, sex = band[: last + 1], sex[: last + 1]
-    P = len(k)
-    # age at first admission (days)
-    lo = np.array([0, 1, 5, 15, 25, 35, 45, 55, 65, 75, 85])
-    hi = np.array([0, 4, 14, 24, 34, 44, 54, 64, 74, 84, 85])
-    years = lo[band] + np.floor(rng.random(P) * (hi[band] - lo[band] + 1)).astype(np.int64)
+        n_patients = int(n_patients * 1.3)
+    last = int(np.searchsorted(total, n))
+    n_spells = n_spells[: last + 1].copy()
+    n_spells[-1] -= total[last] - n
+    return band[: last + 1], sex[: last + 1], n_spells
+
+
+def _first_age(rng, band):
+    """Age (whole years, and days) of each patient at the first admission; and whether it is a birth."""
+    n_patients = len(band)
+    years = _BAND_FIRST_AGE[band] + np.floor(
+        rng.random(n_patients) * (_BAND_LAST_AGE[band] - _BAND_FIRST_AGE[band] + 1)).astype(np.int64)
     old = band == 10
     years[old] = 85 + np.minimum(rng.geometric(0.13, old.sum()) - 1, 22)
-    age_days0 = years * 365 + rng.integers(0, 365, P)
+    age_days = years * 365 + rng.integers(0, 365, n_patients)
     babies = band == 0
-    birth = babies & (rng.random(P) < 0.55)
-    age_days0[birth] = 0
-    # spells
-    S = int(k.sum())
-    pid = np.repeat(np.arange(P), k)
-    j = _within(k)
-    first = j == 0
-    lastsp = np.ones(S, bool); lastsp[:-1] = pid[1:] != pid[:-1]
-    agey0 = np.repeat(years, k)
-    los = np.where(rng.random(S) < 0.22, 0, np.minimum(rng.geometric(1.0 / (2.0 + agey0 / 12.0)), 120))
-    gtype = rng.random(S)  # gap after this spell: transfer / readmission / long
-    transfer_i = (gtype < 0.02) & ~lastsp
-    readm = (gtype >= 0.02) & (gtype < 0.15) & ~lastsp
-    los = np.where(transfer_i, np.maximum(los, 1), los)
-    gap = np.where(transfer_i, 0.0, np.where(readm, rng.integers(1, 31, S), rng.exponential(420.0, S)))
-    gap[lastsp] = 0.0
-    longgap = ~transfer_i & ~readm & ~lastsp
-    starts = _segment_starts(k)
+    birth = babies & (rng.random(n_patients) < 0.55)
+    age_days[birth] = 0
+    return years, age_days, birth
+
+
+def _spell_days(rng, last_day: int, n_spells, years):
+    """Admission and discharge day of each spell of the patients, and which spells end in a transfer.
+
+    Each patient's spells (lengths of stay and gaps: a transfer, a readmission
+    within 30 days or a long gap) are scaled to fit in the window, then placed
+    at a random start; spells of a patient never overlap and each admission is
+    strictly later than the one before.
+    """
+    n_patients = len(n_spells)
+    n_total = int(n_spells.sum())
+    patient = np.repeat(np.arange(n_patients), n_spells)
+    last_of_patient = np.ones(n_total, bool)
+    last_of_patient[:-1] = patient[1:] != patient[:-1]
+    first_age_years = np.repeat(years, n_spells)
+    los = np.where(rng.random(n_total) < 0.22, 0,
+                   np.minimum(rng.geometric(1.0 / (2.0 + first_age_years / 12.0)), 120))
+    gap_type = rng.random(n_total)  # gap after this spell: transfer / readmission / long
+    transfer = (gap_type < 0.02) & ~last_of_patient
+    readmission = (gap_type >= 0.02) & (gap_type < 0.15) & ~last_of_patient
+    los = np.where(transfer, np.maximum(los, 1), los)
+    gap = np.where(transfer, 0.0, np.where(readmission, rng.integers(1, 31, n_total), rng.exponential(420.0, n_total)))
+    gap[last_of_patient] = 0.0
+    long_gap = ~transfer & ~readmission & ~last_of_patient
+    starts = segment_starts(n_spells)
     span = np.add.reduceat(los + gap, starts)
-    fixed = np.add.reduceat(los + np.where(longgap, 0.0, gap), starts)
-    lg = np.add.reduceat(np.where(longgap, gap, 0.0), starts)
-    budget = W - 2.0 - 2.0 * k  # reserve a day per gap/transfer for the integer rounding below
-    f_long = np.where(span > budget, np.clip((budget - fixed) / np.maximum(lg, 1e-9), 0, 1), 1.0)
-    f_all = np.where(fixed > budget, budget / np.maximum(fixed, 1e-9), 1.0)
-    f_long_s = np.repeat(f_long, k); f_all_s = np.repeat(f_all, k)
-    los_i = np.floor(los * f_all_s).astype(np.int64)
-    gap_i = np.floor(np.where(longgap, gap * f_long_s, gap) * f_all_s).astype(np.int64)
-    los_i = np.where(transfer_i, np.maximum(los_i, 1), los_i)
-    gap_i = np.where(~transfer_i & ~lastsp, np.maximum(gap_i, 1), gap_i)  # strictly later admissions
-    step = los_i + gap_i
-    span2 = np.add.reduceat(step, starts)
-    t1 = np.floor(rng.random(P) * np.maximum(W - 2.0 - span2, 0.0)).astype(np.int64)
-    csum = np.cumsum(step)
-    cum = csum - np.repeat(csum[starts] - step[starts], k)  # inclusive cumsum within patient
-    adm = np.repeat(t1, k) + cum - step
-    dis = adm + los_i
-    dis = np.maximum(dis, adm)
-    nxt_adm = np.empty(S, np.int64); nxt_adm[:-1] = adm[1:]; nxt_adm[-1] = 1 << 40
-    nxt_adm[lastsp] = 1 << 40
-    dis = np.minimum(dis, nxt_adm)  # never overlap
-    transfer_i &= (dis == np.where(lastsp, -1, nxt_adm)) & (dis > adm)
-    dob = np.repeat(-age_days0, k) + np.repeat(adm[starts], k)  # day offset of birth
-    age_days = adm - dob
-    age_years = np.floor(age_days / 365.25).astype(np.int64)
-    # model age band and sex (with missing values)
-    band_true = np.where(age_years < 1, 0, np.where(age_years < 5, 1, np.minimum(2 + (age_years - 5) // 5, 19)))
-    age_unknown = rng.random(S) < 0.00155
-    age_m = np.where(age_unknown, AGE_UNKNOWN, band_true)
-    sex_true = np.repeat(sex, k)
-    sex_unknown = rng.random(S) < 0.0002
-    sex_m = np.where(sex_unknown, 2, sex_true)
-    # diagnosis group | age band, sex
-    g = _categorical(rng, world.group_cum, sex_true * 20 + band_true)
-    # admission method
-    el = rng.random(S) < world.elective_p[g]
-    adm_unknown = rng.random(S) < 0.001
-    adm_cat = np.where(adm_unknown, 2, np.where(el, 0, 1))
-    # Charlson band and condition set
-    z = charlson_z(age_years)
-    p0 = _sigmoid(world.charlson_a + 1.1 * z)
-    p2 = _sigmoid(world.charlson_b + 0.5 * z)
-    u = rng.random(S)
-    charl = np.where(u >= p0, 0, np.where(rng.random(S) < p2, 2, 1))
-    # birth weight (perinatal groups; other babies sometimes)
-    per = world.perinatal[g]
-    lowbw = np.isin(world.group_ids[g], _lbw_groups(world))
-    grams = np.where(lowbw, rng.normal(1750, 700, S), rng.normal(3350, 560, S))
+    fixed = np.add.reduceat(los + np.where(long_gap, 0.0, gap), starts)
+    long_total = np.add.reduceat(np.where(long_gap, gap, 0.0), starts)
+    budget = last_day - 2.0 - 2.0 * n_spells  # reserve a day per gap/transfer for the integer rounding below
+    shrink_long = np.where(span > budget, np.clip((budget - fixed) / np.maximum(long_total, 1e-9), 0, 1), 1.0)
+    shrink_all = np.where(fixed > budget, budget / np.maximum(fixed, 1e-9), 1.0)
+    shrink_long_s = np.repeat(shrink_long, n_spells)
+    shrink_all_s = np.repeat(shrink_all, n_spells)
+    los_days = np.floor(los * shrink_all_s).astype(np.int64)
+    gap_days = np.floor(np.where(long_gap, gap * shrink_long_s, gap) * shrink_all_s).astype(np.int64)
+    los_days = np.where(transfer, np.maximum(los_days, 1), los_days)
+    gap_days = np.where(~transfer & ~last_of_patient, np.maximum(gap_days, 1), gap_days)  # strictly later
+    step = los_days + gap_days
+    span_days = np.add.reduceat(step, starts)
+    first_day = np.floor(rng.random(n_patients) * np.maximum(last_day - 2.0 - span_days, 0.0)).astype(np.int64)
+    running = np.cumsum(step)
+    within = running - np.repeat(running[starts] - step[starts], n_spells)  # inclusive cumsum within patient
+    adm_day = np.repeat(first_day, n_spells) + within - step
+    dis_day = adm_day + los_days
+    dis_day = np.maximum(dis_day, adm_day)
+    next_adm = np.empty(n_total, np.int64)
+    next_adm[:-1] = adm_day[1:]
+    next_adm[-1] = _NEVER
+    next_adm[last_of_patient] = _NEVER
+    dis_day = np.minimum(dis_day, next_adm)  # never overlap
+    transfer &= (dis_day == np.where(last_of_patient, -1, next_adm)) & (dis_day > adm_day)
+    return adm_day, dis_day, transfer, readmission, starts
+
+
+def _birth_weight(rng, world: World, group, age_band_true):
+    """Birth weight (grams, -1 none) and band (0-3; 4 unknown): perinatal groups, and some other babies."""
+    n_total = len(group)
+    perinatal = world.perinatal[group]
+    low = world.low_birthweight[group]
+    grams = np.where(low, rng.normal(1750, 700, n_total), rng.normal(3350, 560, n_total))
     grams = np.clip(np.round(grams / 5) * 5, 350, 6200).astype(np.int64)
-    has_bw = (per & (rng.random(S) < 0.92)) | ((band_true == 0) & ~per & (rng.random(S) < 0.3))
-    bwb = np.where(~has_bw, 4, np.searchsorted(np.array([1000, 2500, 4500]), grams, side="right"))
-    # trusts
-    acute, share, rid = _acute_tables(world)
-    home = np.minimum(np.searchsorted(np.cumsum(share), rng.random(P), side="right"), len(share) - 1)
-    tr = np.repeat(home, k)
-    away = rng.random(S) < 0.1
-    tr = np.where(away, _same_region_other(rng, tr, rid, share), tr)
-    # transfers: next spell at another acute trust in the region
-    prev_tr = np.zeros(S, bool); prev_tr[1:] = transfer_i[:-1]
-    ti = np.nonzero(prev_tr)[0]
+    has_weight = ((perinatal & (rng.random(n_total) < 0.92))
+                  | ((age_band_true == 0) & ~perinatal & (rng.random(n_total) < 0.3)))
+    band = np.where(~has_weight, 4, np.searchsorted(np.array([1000, 2500, 4500]), grams, side="right"))
+    return np.where(has_weight, grams, -1), band
+
+
+def _trusts(rng, world: World, n_spells, transfer_out):
+    """Acute position of each spell's trust: a home trust, sometimes another one of the region; transfers
+    go to another acute trust of the region.  Returns (positions, transfer_in)."""
+    acute = world.acute_trusts()
+    n_total = int(n_spells.sum())
+    home = inverse_cdf(np.cumsum(acute.share), rng.random(len(n_spells)))
+    position = np.repeat(home, n_spells)
+    away = rng.random(n_total) < 0.1
+    position = np.where(away, other_trust_in_region(rng, position, acute.region, acute.share), position)
+    transfer_in = np.zeros(n_total, bool)
+    transfer_in[1:] = transfer_out[:-1]
+    arriving = np.nonzero(transfer_in)[0]
     for _ in range(3):  # sequential transfers chain; resolve in order
-        tr[ti] = _same_region_other(rng, tr[ti - 1], rid, share)
-        bad = tr[ti] == tr[ti - 1]
-        if not bad.any():
+        position[arriving] = other_trust_in_region(rng, position[arriving - 1], acute.region, acute.share)
+        if not (position[arriving] == position[arriving - 1]).any():
             break
-    month = cal.month_of(adm)
-    fy = cal.fy_of(dis)
-    sp = {"pid": pid, "j": j, "k": np.repeat(k, k), "adm_day": adm, "dis": dis, "dob": dob,
-          "age_years": age_years, "age_true": band_true, "age": age_m, "sex_true": sex_true,
-          "sex": sex_m, "g": g, "adm": adm_cat, "charl": charl, "bwb": bwb,
-          "grams": np.where(has_bw, grams, -1), "acute_idx": tr, "trust": acute[tr],
-          "month": month, "fy": fy, "transfer_out": transfer_i, "transfer_in": prev_tr,
-          "readm_gap": readm, "birth": np.repeat(birth, k) & first, "patient_band": np.repeat(band, k)}
-    eta = linear_predictor(world, sp)
-    sp["eta"] = eta
-    return sp
+    return position, transfer_in
 
 
-_LBW_CACHE: dict = {}
+def analysis_spells(world: World, rng: np.random.Generator, n: int, calendar: Calendar | None = None) -> dict:
+    """``n`` analysis admissions of fresh patients, with covariates, outcomes' log-odds and dates.
 
-
-def _lbw_groups(world: World):
-    key = id(world)
-    if key not in _LBW_CACHE:
-        lab = world.groups.LABEL.str.lower()
-        _LBW_CACHE[key] = world.groups.DIAG_GROUP[lab.str.contains("gestation|low birth", regex=True)].to_numpy()
-    return _LBW_CACHE[key]
+    Keys: ``patient``, ``nth`` (0 = the patient's first admission),
+    ``patient_spells``, ``adm_day``, ``dis_day``, ``dob_day``, ``age_years``,
+    ``age_band_true``, ``age_band`` (unknown for some), ``sex_true``, ``sex``,
+    ``group``, ``admimeth``, ``charlson``, ``birweit_band``, ``grams``,
+    ``acute_position``, ``trust``, ``month``, ``fy``, ``transfer_out``,
+    ``transfer_in``, ``readmission_gap``, ``birth``, ``patient_band``, ``eta``.
+    """
+    calendar = calendar or world.calendar()
+    band, sex, n_spells = _patients(world, rng, n)
+    years, first_age_days, birth = _first_age(rng, band)
+    n_total = int(n_spells.sum())
+    nth = position_in_segment(n_spells)
+    adm_day, dis_day, transfer_out, readmission, starts = _spell_days(rng, world.last_day, n_spells, years)
+    dob_day = np.repeat(-first_age_days, n_spells) + np.repeat(adm_day[starts], n_spells)
+    age_years = np.floor((adm_day - dob_day) / 365.25).astype(np.int64)
+    # model age band and sex (with missing values)
+    age_band_true = np.where(age_years < 1, 0,
+                             np.where(age_years < 5, 1, np.minimum(2 + (age_years - 5) // 5, 19)))
+    age_unknown = rng.random(n_total) < 0.00155
+    sex_true = np.repeat(sex, n_spells)
+    sex_unknown = rng.random(n_total) < 0.0002
+    # diagnosis group | age band, sex
+    group = _categorical(rng, world.group_cdf, sex_true * 20 + age_band_true)
+    # admission method
+    elective = rng.random(n_total) < world.elective_p[group]
+    admimeth_unknown = rng.random(n_total) < 0.001
+    # Charlson band
+    z = charlson_age_z(age_years)
+    p_positive = sigmoid(world.charlson_a + 1.1 * z)
+    p_high = sigmoid(world.charlson_b + 0.5 * z)
+    band_zero = rng.random(n_total) >= p_positive
+    charlson = np.where(band_zero, 0, np.where(rng.random(n_total) < p_high, 2, 1))
+    grams, birweit_band = _birth_weight(rng, world, group, age_band_true)
+    position, transfer_in = _trusts(rng, world, n_spells, transfer_out)
+    spells = {"patient": np.repeat(np.arange(len(n_spells)), n_spells), "nth": nth,
+              "patient_spells": np.repeat(n_spells, n_spells), "adm_day": adm_day, "dis_day": dis_day,
+              "dob_day": dob_day, "age_years": age_years, "age_band_true": age_band_true,
+              "age_band": np.where(age_unknown, AGE_UNKNOWN, age_band_true), "sex_true": sex_true,
+              "sex": np.where(sex_unknown, 2, sex_true), "group": group,
+              "admimeth": np.where(admimeth_unknown, 2, np.where(elective, 0, 1)), "charlson": charlson,
+              "birweit_band": birweit_band, "grams": grams, "acute_position": position,
+              "trust": world.acute_trusts().rows[position], "month": calendar.month_of(adm_day),
+              "fy": calendar.fy_of(dis_day), "transfer_out": transfer_out, "transfer_in": transfer_in,
+              "readmission_gap": readmission, "birth": np.repeat(birth, n_spells) & (nth == 0),
+              "patient_band": np.repeat(band, n_spells)}
+    spells["eta"] = linear_predictor(world, spells)
+    return spells
 
 
 def pilot_spells(world: World, rng_seed, n: int) -> dict:
+    """``n`` analysis admissions from their own stream (calibration pilots)."""
     rng = np.random.default_rng(rng_seed)
     return analysis_spells(world, rng, n)
 
 
-def plant_outcomes(world: World, rng: np.random.Generator, sp: dict) -> None:
-    """Bernoulli deaths from the model; split patients into people at each death; death dates."""
-    S = len(sp["eta"])
-    p = _sigmoid(sp["eta"])
-    died = rng.random(S) < p
-    pid = sp["pid"]
+def plant_outcomes(world: World, rng: np.random.Generator, spells: dict) -> None:
+    """Bernoulli deaths from the model; split patients into people at each death; death dates.
+
+    Adds ``died``, ``in_hospital``, ``person``, ``dod_day``, ``last_of_person``,
+    ``late_death`` (dies more than 30 days after the last discharge),
+    ``p_death`` and ``readmitted_30d``, and clears transfers out of a spell
+    that ended its person.
+    """
+    n_total = len(spells["eta"])
+    p_death = sigmoid(spells["eta"])
+    died = rng.random(n_total) < p_death
+    patient = spells["patient"]
     # a death ends a person: later spells of the patient belong to a new person
-    newp = np.ones(S, bool)
-    newp[1:] = (pid[1:] != pid[:-1]) | died[:-1]
-    person = np.cumsum(newp) - 1
-    lastp = np.ones(S, bool); lastp[:-1] = newp[1:]
+    new_person = np.ones(n_total, bool)
+    new_person[1:] = (patient[1:] != patient[:-1]) | died[:-1]
+    person = np.cumsum(new_person) - 1
+    last_of_person = np.ones(n_total, bool)
+    last_of_person[:-1] = new_person[1:]
     # in hospital (DISMETH 4) or after discharge (d days, 0..30)
-    inhosp = died & (rng.random(S) < 0.62)
-    dw = np.exp(-np.arange(31) / 11.0); dw[30] *= 2.0; dw[0] *= 0.3
-    d = np.searchsorted(np.cumsum(dw / dw.sum()), rng.random(S), side="right")
-    dod = np.where(died, sp["dis"] + np.where(inhosp, 0, d), -(1 << 40))
+    in_hospital = died & (rng.random(n_total) < 0.62)
+    day_weight = np.exp(-np.arange(31) / 11.0)
+    day_weight[30] *= 2.0
+    day_weight[0] *= 0.3
+    days_after = np.searchsorted(np.cumsum(day_weight / day_weight.sum()), rng.random(n_total), side="right")
+    dod_day = np.where(died, spells["dis_day"] + np.where(in_hospital, 0, days_after), -_NEVER)
     # transfers are real only when the origin spell did not end the person
-    sp["transfer_out"] = sp["transfer_out"] & ~died & ~lastp
-    tin = np.zeros(S, bool); tin[1:] = sp["transfer_out"][:-1]
-    sp["transfer_in"] = tin
-    readm30 = np.zeros(S, bool)
-    readm30[1:] = ~newp[1:] & (sp["adm_day"][1:] - sp["dis"][:-1] <= 30)
-    sp["readm30"] = readm30
+    spells["transfer_out"] = spells["transfer_out"] & ~died & ~last_of_person
+    transfer_in = np.zeros(n_total, bool)
+    transfer_in[1:] = spells["transfer_out"][:-1]
+    spells["transfer_in"] = transfer_in
+    readmitted = np.zeros(n_total, bool)
+    readmitted[1:] = ~new_person[1:] & (spells["adm_day"][1:] - spells["dis_day"][:-1] <= 30)
+    spells["readmitted_30d"] = readmitted
     # survivors who die more than 30 days after their last discharge
-    later = lastp & ~died & (rng.random(S) < 0.012 + 0.10 * _sigmoid((sp["age_years"] - 82) / 7.0))
-    gapd = np.where(rng.random(S) < 0.04, 31, 31 + np.minimum(rng.geometric(1 / 220.0, S) - 1, 700))
-    dod = np.where(later, sp["dis"] + gapd, dod)
-    sp.update(died=died, inhosp=inhosp, person=person, dod=dod, last_of_person=lastp,
-              late_death=later, p=p)
+    later = last_of_person & ~died & (
+        rng.random(n_total) < 0.012 + 0.10 * sigmoid((spells["age_years"] - 82) / 7.0))
+    days_to_late_death = np.where(rng.random(n_total) < 0.04, 31,
+                                  31 + np.minimum(rng.geometric(1 / 220.0, n_total) - 1, 700))
+    dod_day = np.where(later, spells["dis_day"] + days_to_late_death, dod_day)
+    spells.update(died=died, in_hospital=in_hospital, person=person, dod_day=dod_day,
+                  last_of_person=last_of_person, late_death=later, p_death=p_death)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+__all__ = ["COMPARED_TERMS", "coefficient_recovery", "main"]
+
 COMPARED_TERMS = ("AGE_BAND", "SEX_CAT", "ADMIMETH_CAT", "ADM_MONTH", "CHARLSON_BAND", "BIRWEIT_BAND",
                   "YEAR_INDEX")
 

@@ -1,8 +1,13 @@
 """The truth: METHOD.md §2-§3 applied to the clean spell arrays, and the truth files.
 
-``link_chunk`` applies the exclusions and the death linkage to one chunk's
-spells exactly as the method states (it does not look at what was planted)
-and reports any spell where rule and plan disagree (there must be none).
+:func:`link_chunk` applies the exclusions of §2 (:func:`included_mask`) and the
+death linkage of §3 to one chunk's spell table exactly as the method states (it
+does not look at what was planted) and reports any spell where rule and plan
+disagree (there must be none).  :func:`aggregate_chunk` counts the included
+spells and deaths by trust and year (the truth of the paper's funnel, §7), by
+calibration cell (Tables 2-3) and by group.  :func:`coefficients` and
+:func:`trust_effects` write the planted model (§5) and trust effects; the files
+are described in ``docs/tables.md``.
 """
 
 from __future__ import annotations
@@ -13,165 +18,199 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shmi_spark.synth import patients as P
-from shmi_spark.synth.chunk import NO_DATE
-from shmi_spark.synth.world import (ADM_LEVELS, AGE_LEVELS, BW_LEVELS, CHARLSON_LEVELS, IMD_LEVELS, REF, SEX_LEVELS,
-                    World)
+from shmi_spark.hes.levels import (
+    ADMIMETH_LEVELS,
+    AGE_LEVELS,
+    BIRWEIT_LEVELS,
+    CHARLSON_LEVELS,
+    IMD_LEVELS,
+    NOT_APPLICABLE,
+    SEX_LEVELS,
+)
+from shmi_spark.synth.dates import Calendar
+from shmi_spark.synth.spells import ANALYSIS, NO_DATE
+from shmi_spark.synth.world import World
 
-CLASSPAT_EXCLUDED = (1, 2, 3)  # vocabulary indices of CLASSPAT 2, 3, 4
+__all__ = ["CLASSPAT_EXCLUDED", "REFERENCE_LEVELS", "MODEL_LEVELS", "ons_rows", "included_mask", "link_chunk",
+           "aggregate_chunk", "calibration_frame", "coefficients", "trust_effects", "write_json"]
+
+#: The reference level of each term in truth/coefficients.csv (its estimate is 0).
+REFERENCE_LEVELS = {"AGE_BAND": "65-69", "SEX_CAT": "male", "ADMIMETH_CAT": "non-elective",
+                    "ADM_MONTH": "1", "CHARLSON_BAND": "0", "BIRWEIT_BAND": "2500-4499", "DIS_FYEAR": "2005"}
+#: The levels of each term of the planted model, in the order of its effect arrays; the birth-weight
+#: bands of the perinatal groups (``n/a`` is not a level of their model).
+MODEL_LEVELS = {"AGE_BAND": AGE_LEVELS, "SEX_CAT": SEX_LEVELS, "ADMIMETH_CAT": ADMIMETH_LEVELS,
+                "ADM_MONTH": tuple(str(m) for m in range(1, 13)),
+                "DIS_FYEAR": tuple(str(y) for y in range(2005, 2011)),
+                "CHARLSON_BAND": CHARLSON_LEVELS,
+                "BIRWEIT_BAND": BIRWEIT_LEVELS[:BIRWEIT_LEVELS.index(NOT_APPLICABLE)]}
+
+CLASSPAT_EXCLUDED = (1, 2, 3)  # vocabulary indices of CLASSPAT 2, 3, 4 (METHOD.md §2)
 
 
-def ons_rows(sp: dict, rng: np.random.Generator):
-    """ONS registrations (person, DOD) incl. ~0.5% duplicate registrations with a later date."""
-    has = sp["ons"]
-    person = sp["person"][has]
-    dod = sp["dod"][has]
-    dup = rng.random(len(person)) < 0.005
-    person = np.concatenate([person, person[dup]])
-    dod = np.concatenate([dod, dod[dup] + rng.integers(1, 8, int(dup.sum()))])
-    o = np.lexsort((dod, person))
-    return person[o], dod[o], int(dup.sum())
+def ons_rows(spells: dict, rng: np.random.Generator):
+    """ONS registrations (person, DOD day) incl. ~0.5% duplicate registrations with a later date.
+
+    Sorted by person and date; also returns the number of duplicates.
+    """
+    registered = spells["ons"]
+    person = spells["person"][registered]
+    dod_day = spells["dod_day"][registered]
+    duplicate = rng.random(len(person)) < 0.005
+    person = np.concatenate([person, person[duplicate]])
+    dod_day = np.concatenate([dod_day, dod_day[duplicate] + rng.integers(1, 8, int(duplicate.sum()))])
+    order = np.lexsort((dod_day, person))
+    return person[order], dod_day[order], int(duplicate.sum())
 
 
-def included_mask(world: World, sp: dict) -> np.ndarray:
+def included_mask(world: World, spells: dict) -> np.ndarray:
+    """The spells METHOD.md §2 keeps: finished, discharged, ordinary admissions (not CLASSPAT 2-4), not
+    stillbirths, at acute trusts, and no malformed row."""
     types = world.trusts.TYPE.to_numpy()
-    return ((sp["last_epistat"] == 3) & (sp["dis"] >= 0) & ~np.isin(sp["classpat"], CLASSPAT_EXCLUDED)
-            & (sp["dismeth_last"] != 5) & (types[sp["trust"]] == "acute") & (sp["junk"] == 0))
+    return ((spells["last_epistat"] == 3) & (spells["dis_day"] >= 0)
+            & ~np.isin(spells["classpat"], CLASSPAT_EXCLUDED) & (spells["dismeth_last"] != 5)
+            & (types[spells["trust"]] == "acute") & (spells["junk"] == 0))
 
 
-def link_chunk(world: World, sp: dict, ons_person: np.ndarray, ons_dod: np.ndarray) -> dict:
-    """Outcome of every included spell by METHOD.md §3 (in-hospital or ≤ 30 days, last spell)."""
-    inc = np.nonzero(included_mask(world, sp))[0]
-    npers = sp["n_people"]
-    dod = np.full(npers, NO_DATE, np.int64)
+def _date_of_death(spells: dict, included, ons_person, ons_dod) -> np.ndarray:
+    """Day of death of each person: the earliest ONS date, else (DISMETH 4) the discharge date."""
+    dod_day = np.full(spells["n_people"], NO_DATE, np.int64)
     # earliest ONS date per person (rows are sorted by person, dod)
     first = np.ones(len(ons_person), bool)
     first[1:] = ons_person[1:] != ons_person[:-1]
-    dod[ons_person[first]] = ons_dod[first]
+    dod_day[ons_person[first]] = ons_dod[first]
     # DISMETH 4 without an ONS record: a death on the discharge date
-    d4 = inc[(sp["dismeth_last"][inc] == 4)]
-    no_ons = dod[sp["person"][d4]] == NO_DATE
-    dod[sp["person"][d4[no_ons]]] = sp["dis"][d4[no_ons]]
+    died_in_hospital = included[(spells["dismeth_last"][included] == 4)]
+    no_ons = dod_day[spells["person"][died_in_hospital]] == NO_DATE
+    dod_day[spells["person"][died_in_hospital[no_ons]]] = spells["dis_day"][died_in_hospital[no_ons]]
+    return dod_day
+
+
+def link_chunk(world: World, spells: dict, ons_person: np.ndarray, ons_dod: np.ndarray) -> dict:
+    """Outcome of every included spell by METHOD.md §3 (in-hospital or ≤ 30 days, last spell)."""
+    included = np.nonzero(included_mask(world, spells))[0]
+    dod_of_person = _date_of_death(spells, included, ons_person, ons_dod)
     # order included spells by person, admission, discharge, spell key (PROCODE3:PROVSPNOPS)
     code_rank = np.argsort(np.argsort(world.trusts.PROCODE3.to_numpy()))
-    pers, adm, dis = sp["person"][inc], sp["adm_day"][inc], sp["dis"][inc]
-    o = np.lexsort((sp["spell_no"][inc], code_rank[sp["trust"][inc]], dis, adm, pers))
-    inc, pers, adm, dis = inc[o], pers[o], adm[o], dis[o]
-    pd_ = dod[pers]
-    has = pd_ != NO_DATE
-    started = has & (adm <= pd_)
-    nxt_started = np.zeros(len(inc), bool)
-    same_next = np.zeros(len(inc), bool)
-    same_next[:-1] = pers[1:] == pers[:-1]
-    nxt_started[:-1] = same_next[:-1] & started[1:]
-    last_before = started & ~nxt_started
-    died = last_before & ((sp["dismeth_last"][inc] == 4) | (pd_ - dis <= 30))
-    in_hosp = died & ((sp["dismeth_last"][inc] == 4) | (pd_ <= dis))
-    out = {"inc": inc, "died": died, "in_hospital": in_hosp, "dod": np.where(died, pd_, NO_DATE)}
+    person, adm_day, dis_day = spells["person"][included], spells["adm_day"][included], spells["dis_day"][included]
+    order = np.lexsort((spells["spell_no"][included], code_rank[spells["trust"][included]], dis_day, adm_day, person))
+    included, person, adm_day, dis_day = included[order], person[order], adm_day[order], dis_day[order]
+    dod_day = dod_of_person[person]
+    started = (dod_day != NO_DATE) & (adm_day <= dod_day)
+    same_next = np.zeros(len(included), bool)
+    same_next[:-1] = person[1:] == person[:-1]
+    next_started = np.zeros(len(included), bool)
+    next_started[:-1] = same_next[:-1] & started[1:]
+    last_before = started & ~next_started
+    dismeth_4 = spells["dismeth_last"][included] == 4
+    died = last_before & (dismeth_4 | (dod_day - dis_day <= 30))
+    in_hospital = died & (dismeth_4 | (dod_day <= dis_day))
+    out = {"included": included, "died": died, "in_hospital": in_hospital,
+           "dod_day": np.where(died, dod_day, NO_DATE)}
     # agreement with the plan
-    planned_inc = sp["kind"] == P.ANALYSIS
-    out["mismatch_included"] = int((included_mask(world, sp) != planned_inc).sum())
-    rule = np.zeros(len(sp["kind"]), bool)
-    rule[inc[died]] = True
-    out["mismatch_died"] = int((rule[planned_inc] != sp["died"][planned_inc]).sum())
+    planned = spells["kind"] == ANALYSIS
+    out["mismatch_included"] = int((included_mask(world, spells) != planned).sum())
+    rule = np.zeros(len(spells["kind"]), bool)
+    rule[included[died]] = True
+    out["mismatch_died"] = int((rule[planned] != spells["died"][planned]).sum())
     # deaths within 30 days of an earlier spell's discharge (assigned to the later one)
-    prev_within = np.zeros(len(inc), bool)
-    prev_within[1:] = died[1:] & same_next[:-1] & (pd_[1:] - dis[:-1] <= 30)
-    out["deaths_after_readmission"] = int(prev_within.sum())
-    out["deaths_on_day_30"] = int((died & (pd_ - dis == 30)).sum())
-    out["survivors_death_on_day_31"] = int((last_before & ~died & (pd_ - dis == 31)).sum())
+    previous_within = np.zeros(len(included), bool)
+    previous_within[1:] = died[1:] & same_next[:-1] & (dod_day[1:] - dis_day[:-1] <= 30)
+    out["deaths_after_readmission"] = int(previous_within.sum())
+    out["deaths_on_day_30"] = int((died & (dod_day - dis_day == 30)).sum())
+    out["survivors_death_on_day_31"] = int((last_before & ~died & (dod_day - dis_day == 31)).sum())
     out["survivors_death_after_30_days"] = int((last_before & ~died).sum())
     return out
 
 
-def aggregate_chunk(world: World, cal: P.Calendar, sp: dict, link: dict) -> dict:
+#: calibration cell = ((((age band * 3 + sex) * 3 + admission method) * 6 + IMD fifth) * 3 + Charlson band)
+_CELL_SIZES = (len(AGE_LEVELS), len(SEX_LEVELS), len(ADMIMETH_LEVELS), len(IMD_LEVELS), len(CHARLSON_LEVELS))
+
+
+def aggregate_chunk(world: World, calendar: Calendar, spells: dict, link: dict) -> dict:
     """Per-chunk counts: trust × year, calibration cells, groups."""
-    inc, died = link["inc"], link["died"]
-    nA = sp["n_analysis"]
+    included, died = link["included"], link["died"]
     acute = np.nonzero(world.trusts.TYPE.to_numpy() == "acute")[0]
-    pos = np.full(len(world.trusts), -1)
-    pos[acute] = np.arange(len(acute))
-    ta = pos[sp["trust"][inc]]
-    fy = cal.fy_of(sp["dis"][inc]) - 2005
-    ny = 6
-    ty = ta * ny + np.clip(fy, 0, ny - 1)
-    spells_ty = np.bincount(ty, minlength=len(acute) * ny)
-    deaths_ty = np.bincount(ty, weights=died, minlength=len(acute) * ny).astype(np.int64)
-    # calibration cells (inc are analysis spells: the first nA rows)
-    assert (inc < nA).all()
-    a = sp["age_band"][inc]
-    s = sp["sex"][inc]
-    m = sp["adm"][inc]
-    im = sp["imd_fifth"][inc]
-    c = sp["charl"][inc]
-    cell = (((a * 3 + s) * 3 + m) * 6 + im) * 3 + c
-    ncell = len(AGE_LEVELS) * 3 * 3 * 6 * 3
-    cal_sp = np.bincount(cell, minlength=ncell)
-    cal_d = np.bincount(cell, weights=died, minlength=ncell).astype(np.int64)
-    G = len(world.group_ids)
-    g = sp["g"][inc]
-    return {"ty_spells": spells_ty, "ty_deaths": deaths_ty, "cal_spells": cal_sp, "cal_deaths": cal_d,
-            "g_spells": np.bincount(g, minlength=G), "g_deaths": np.bincount(g, weights=died, minlength=G).astype(np.int64),
-            "expected_deaths": float(sp["p"][inc].sum())}
+    position = np.full(len(world.trusts), -1)
+    position[acute] = np.arange(len(acute))
+    n_years = 6
+    year = calendar.fy_of(spells["dis_day"][included]) - 2005
+    trust_year = position[spells["trust"][included]] * n_years + np.clip(year, 0, n_years - 1)
+    # calibration cells (included spells are analysis spells: the first n_analysis rows)
+    assert (included < spells["n_analysis"]).all()
+    cell = np.zeros(len(included), np.int64)
+    for key, size in zip(("age_band", "sex", "admimeth", "imd_fifth", "charlson"), _CELL_SIZES, strict=True):
+        cell = cell * size + spells[key][included]
+    n_cells = int(np.prod(_CELL_SIZES))
+    n_groups = len(world.group_ids)
+    group = spells["group"][included]
+    return {"ty_spells": np.bincount(trust_year, minlength=len(acute) * n_years),
+            "ty_deaths": np.bincount(trust_year, weights=died, minlength=len(acute) * n_years).astype(np.int64),
+            "cal_spells": np.bincount(cell, minlength=n_cells),
+            "cal_deaths": np.bincount(cell, weights=died, minlength=n_cells).astype(np.int64),
+            "g_spells": np.bincount(group, minlength=n_groups),
+            "g_deaths": np.bincount(group, weights=died, minlength=n_groups).astype(np.int64),
+            "expected_deaths": float(spells["p_death"][included].sum())}
 
 
 def calibration_frame(cal_spells: np.ndarray, cal_deaths: np.ndarray) -> pd.DataFrame:
-    idx = np.nonzero(cal_spells)[0]
-    c = idx % 3; r = idx // 3
-    im = r % 6; r //= 6
-    m = r % 3; r //= 3
-    s = r % 3; a = r // 3
-    return pd.DataFrame({"AGE_BAND": np.array(AGE_LEVELS)[a], "SEX_CAT": np.array(SEX_LEVELS)[s],
-                         "ADMIMETH_CAT": np.array(ADM_LEVELS)[m], "IMD_FIFTH": np.array(IMD_LEVELS)[im],
-                         "CHARLSON_BAND": np.array(CHARLSON_LEVELS)[c],
-                         "SPELLS": cal_spells[idx].astype(np.int64), "DEATHS": cal_deaths[idx].astype(np.int64)})
+    """The non-empty calibration cells as truth/calibration_counts.csv (levels of :mod:`shmi_spark.hes.levels`)."""
+    cells = np.nonzero(cal_spells)[0]
+    age, sex, admimeth, imd, charlson = np.unravel_index(cells, _CELL_SIZES)
+    return pd.DataFrame({"AGE_BAND": np.array(AGE_LEVELS)[age], "SEX_CAT": np.array(SEX_LEVELS)[sex],
+                         "ADMIMETH_CAT": np.array(ADMIMETH_LEVELS)[admimeth], "IMD_FIFTH": np.array(IMD_LEVELS)[imd],
+                         "CHARLSON_BAND": np.array(CHARLSON_LEVELS)[charlson],
+                         "SPELLS": cal_spells[cells].astype(np.int64), "DEATHS": cal_deaths[cells].astype(np.int64)})
 
 
 def coefficients(world: World) -> pd.DataFrame:
-    """Per-group logistic coefficients, re-expressed against reference levels (which are 0)."""
-    levels = {"AGE_BAND": AGE_LEVELS, "SEX_CAT": SEX_LEVELS, "ADMIMETH_CAT": ADM_LEVELS,
-              "ADM_MONTH": [str(m) for m in range(1, 13)], "DIS_FYEAR": [str(y) for y in range(2005, 2011)],
-              "CHARLSON_BAND": CHARLSON_LEVELS, "BIRWEIT_BAND": BW_LEVELS}
+    """Per-group logistic coefficients, re-expressed against reference levels (which are 0).
+
+    The birth-weight terms of the perinatal groups only; no Charlson terms for the invalid group 0.
+    """
     rows = []
-    for gi, gid in enumerate(world.group_ids):
-        per = bool(world.perinatal[gi])
-        intercept = float(world.alpha[gi])
+    for index, group in enumerate(world.group_ids):
+        perinatal = bool(world.perinatal[index])
+        intercept = float(world.alpha[index])
         terms = []
-        for term, lv in levels.items():
-            if term == "BIRWEIT_BAND" and not per:
+        for term, levels in MODEL_LEVELS.items():
+            if term == "BIRWEIT_BAND" and not perinatal:
                 continue
-            if term == "CHARLSON_BAND" and gi == 0:
+            if term == "CHARLSON_BAND" and index == 0:
                 continue
-            eff = world.shared[term] + world.dev[term][gi]
-            ref = lv.index(REF[term])
-            intercept += float(eff[ref])
-            terms.append((term, lv, eff - eff[ref]))
-        rows.append((int(gid), "INTERCEPT", "", intercept))
-        for term, lv, est in terms:
-            rows += [(int(gid), term, lv[i], float(est[i])) for i in range(len(lv))]
-    df = pd.DataFrame(rows, columns=["DIAG_GROUP", "TERM", "LEVEL", "ESTIMATE"])
-    df["ESTIMATE"] = df.ESTIMATE.round(6)
-    return df
+            effect = world.shared[term] + world.deviation[term][index]
+            reference = levels.index(REFERENCE_LEVELS[term])
+            intercept += float(effect[reference])
+            terms.append((term, levels, effect - effect[reference]))
+        rows.append((int(group), "INTERCEPT", "", intercept))
+        for term, levels, estimate in terms:
+            rows += [(int(group), term, levels[i], float(estimate[i])) for i in range(len(levels))]
+    frame = pd.DataFrame(rows, columns=["DIAG_GROUP", "TERM", "LEVEL", "ESTIMATE"])
+    frame["ESTIMATE"] = frame.ESTIMATE.round(6)
+    return frame
 
 
 def trust_effects(world: World) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """truth/trust_effects.csv (every acute trust-year) and truth/planted_outliers.csv (the excess only)."""
     acute = world.trusts[world.trusts.TYPE == "acute"].PROCODE3.to_numpy()
     years = np.arange(2005, 2011)
-    te = pd.DataFrame({"PROCODE3": np.repeat(acute, 6), "DIS_FYEAR": np.tile(years, len(acute)),
-                       "EFFECT": np.round(world.trust_year.ravel(), 6)})
-    t, y = np.nonzero(world.excess)
-    po = pd.DataFrame({"PROCODE3": acute[t], "DIS_FYEAR": years[y], "LOG_OR": np.round(world.excess[t, y], 6)})
-    return te, po.sort_values(["DIS_FYEAR", "PROCODE3"]).reset_index(drop=True)
+    effects = pd.DataFrame({"PROCODE3": np.repeat(acute, 6), "DIS_FYEAR": np.tile(years, len(acute)),
+                            "EFFECT": np.round(world.trust_year.ravel(), 6)})
+    trust, year = np.nonzero(world.excess)
+    outliers = pd.DataFrame({"PROCODE3": acute[trust], "DIS_FYEAR": years[year],
+                             "LOG_OR": np.round(world.excess[trust, year], 6)})
+    return effects, outliers.sort_values(["DIS_FYEAR", "PROCODE3"]).reset_index(drop=True)
 
 
 def write_json(path: Path, obj) -> None:
+    """``obj`` as indented JSON with sorted keys (numpy scalars and arrays as numbers and lists)."""
     path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_default) + "\n")
 
 
 def _default(o):
-    if isinstance(o, (np.integer,)):
+    if isinstance(o, np.integer):
         return int(o)
-    if isinstance(o, (np.floating,)):
+    if isinstance(o, np.floating):
         return float(o)
     if isinstance(o, np.ndarray):
         return o.tolist()

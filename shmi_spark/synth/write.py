@@ -1,4 +1,9 @@
-"""Parquet and CSV writing (deterministic: no timestamps, stable row order)."""
+"""Parquet writing of the episode rows (deterministic: no timestamps, stable row order).
+
+One file per chunk and financial year, ``hes_apc/FYEAR=xxyy/part-{chunk:05d}.parquet``
+(the partitioned HES APC extract of METHOD.md §1), every column a string in the
+order of :data:`.episodes.COLUMNS`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import pyarrow.parquet as pq
 
 from shmi_spark.synth.episodes import COLUMNS
 
+__all__ = ["fyear_label", "write_parquet", "write_partitions"]
+
 
 def fyear_label(fy: int) -> str:
     """2005 → ``0506``."""
@@ -17,6 +24,7 @@ def fyear_label(fy: int) -> str:
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:
+    """``table`` as one snappy parquet file (no schema metadata, so the bytes depend on the rows only)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, compression="snappy", use_dictionary=True, store_schema=False,
                    write_statistics=True, row_group_size=1 << 20)
@@ -32,10 +40,11 @@ def write_partitions(table: pa.Table, rows: np.ndarray, fy: np.ndarray, out: Pat
     bounds = np.flatnonzero(np.diff(fys)) + 1
     starts = np.concatenate([[0], bounds])
     ends = np.concatenate([bounds, [len(fys)]])
-    for s, e in zip(starts, ends):
-        if e <= s:
+    for start, end in zip(starts, ends, strict=True):
+        if end <= start:
             continue
-        label = fyear_label(int(fys[s]))
-        write_parquet(table.slice(int(s), int(e - s)), out / "hes_apc" / f"FYEAR={label}" / f"part-{chunk:05d}.parquet")
-        counts[label] = int(e - s)
+        label = fyear_label(int(fys[start]))
+        write_parquet(table.slice(int(start), int(end - start)),
+                      out / "hes_apc" / f"FYEAR={label}" / f"part-{chunk:05d}.parquet")
+        counts[label] = int(end - start)
     return counts
