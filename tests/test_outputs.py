@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from shmi_spark.errors import InputError
-from shmi_spark.io.outputs import (MARKER, STAGING_MARKER, HadoopFS, LocalFS, OutputFolder, check_destination,
-                                read_marker)
+from shmi_spark.io.filesystems import HadoopFS, LocalFS
+from shmi_spark.io.outputs import MARKER, STAGING_MARKER, OutputFolder, check_destination, read_marker
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = "20260101T000000Z-0123abcd"

@@ -53,7 +53,8 @@ def write_world(out_dir: str, admissions: int, seed: int, start: date, end: date
     generator's summary, or None (``out_dir`` left unchanged) when the truth's
     rule and the plan disagree — an internal error.
     """
-    from shmi_spark.io.outputs import OutputFolder, real_path
+    from shmi_spark.io.filesystems import real_path
+    from shmi_spark.io.outputs import OutputFolder
     from shmi_spark.synth.generate import generate
 
     with OutputFolder(real_path(out_dir), kind="world", command=" ".join(sys.argv)) as out:

@@ -6,6 +6,7 @@
 * :mod:`~shmi_spark.io.reference` — the trust, diagnosis-group and Charlson reference tables (pandas);
 * :mod:`~shmi_spark.io.inputs` — a run's inputs, checked before Spark starts;
 * :mod:`~shmi_spark.io.outputs` — staged, locked output folders that never destroy;
+* :mod:`~shmi_spark.io.filesystems` — the local disk and Hadoop's FileSystem, for those folders;
 * :mod:`~shmi_spark.io.publish` — writing tables, disclosure control (METHOD.md §9);
 * :mod:`~shmi_spark.io.runlog` — the run's log file.
 """

@@ -45,29 +45,33 @@ once on top of either.
 
 from __future__ import annotations
 
-import ctypes
 import datetime as dt
-import errno
 import json
 import os
-import posixpath
 import re
 import secrets
-import shutil
 import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from urllib.parse import urlsplit
 
 from shmi_spark import __version__
 from shmi_spark.errors import InputError
-from shmi_spark.io.paths import is_uri, local_path
+from shmi_spark.io.filesystems import (
+    LocalFS,
+    comparable_path,
+    filesystem,
+    is_within,
+    join_path,
+    resolve_destination,
+    split_path,
+)
+from shmi_spark.io.paths import is_uri
 
 __all__ = [
-    "MARKER", "STAGING_MARKER", "KINDS", "STALE_SECONDS", "real_path", "new_run_id", "warn_stderr", "LocalFS",
-    "HadoopFS", "filesystem", "read_marker", "check_destination", "OutputFolder",
+    "MARKER", "STAGING_MARKER", "KINDS", "STALE_SECONDS", "new_run_id", "warn_stderr", "read_marker",
+    "check_destination", "OutputFolder",
 ]
 
 MARKER = "_SHMI_OUTPUT.json"
@@ -75,59 +79,11 @@ STAGING_MARKER = "_STAGING"
 KINDS = ("run", "world")
 STALE_SECONDS = 600.0
 
-_URI_ROOT = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]+:(//[^/]*)?$")
 _RUN_ID = r"\d{8}T\d{6}Z-[0-9a-f]{8}"
 _OWN_FILES = frozenset({MARKER, STAGING_MARKER})
-_AT_FDCWD = -100
-_RENAME_EXCHANGE = 2
-_NO_EXCHANGE = frozenset({errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP})
 
 
-# ------------------------------------------------------------------ paths
-
-def real_path(path: str) -> str:
-    """A local path or ``file:`` URI as an absolute path with symlinks resolved."""
-    return os.path.realpath(local_path(path))
-
-
-def _normal_uri(uri: str) -> str:
-    """``scheme://authority/path`` with the scheme and authority lower-cased and the path normalised."""
-    parts = urlsplit(uri)
-    path = posixpath.normpath(parts.path or "/")
-    path = "/" + path.lstrip("/")
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{path}".rstrip("/")
-
-
-def _comparable(path: str) -> tuple[str, str]:
-    """("local", real path) or ("uri", normalised URI): two paths overlap only within one kind."""
-    if is_uri(path):
-        return "uri", _normal_uri(path)
-    return "local", real_path(path)
-
-
-def _within(inner: str, outer: str) -> bool:
-    """``inner`` equals ``outer`` or lies under it (prefix on a ``/`` boundary)."""
-    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
-
-
-def _split(path: str) -> tuple[str, str]:
-    """(parent, name) of a local path or URI; a URI's parent keeps its scheme and authority.
-
-    A root (``/``, ``hdfs://nn/``) is its own parent, with an empty name.
-    """
-    stripped = path.rstrip("/")
-    if not stripped or _URI_ROOT.match(stripped):
-        return (path if path.endswith("/") else path + "/"), ""
-    head, _, name = stripped.rpartition("/")
-    if head == "" or _URI_ROOT.match(head):
-        head += "/"
-    return head, name
-
-
-def _join(parent: str, name: str) -> str:
-    """``parent/name`` for a local path or URI."""
-    return parent + name if parent.endswith("/") else f"{parent}/{name}"
-
+# ------------------------------------------------------------------ runs
 
 def _utc_now() -> str:
     """The current UTC time, ISO 8601 to the second."""
@@ -144,233 +100,6 @@ def warn_stderr(message: str) -> None:
     print(f"shmi: warning: {message}", file=sys.stderr, flush=True)
 
 
-# ------------------------------------------------------------------ backends
-
-class LocalFS:
-    """The local filesystem, on plain absolute paths.
-
-    Both backends offer: exists, is_dir, entries (name, is a folder, size),
-    mkdirs, rename, delete (recursive), remove_empty, create_exclusive, read,
-    write, mtime, touch, writable, exchange; and ``pid_rule``, whether a lock
-    holder on this host may be judged by its pid.
-
-    ``atomic_exchange=False`` disables ``renameat2`` (the rename fallback is
-    then used, as on systems without it).
-    """
-
-    pid_rule = True  # a lock's holder on this host can be checked by its pid
-
-    def __init__(self, atomic_exchange: bool = True) -> None:
-        self.atomic_exchange = atomic_exchange
-
-    def exists(self, path: str) -> bool:
-        return os.path.exists(path)
-
-    def is_dir(self, path: str) -> bool:
-        return os.path.isdir(path)
-
-    def entries(self, path: str) -> list[tuple[str, bool, int]]:
-        """(name, is a folder, size in bytes) of a folder's entries; symlinks count as files."""
-        with os.scandir(path) as it:
-            return [(e.name, e.is_dir(follow_symlinks=False), e.stat(follow_symlinks=False).st_size)
-                    for e in it]
-
-    def mkdirs(self, path: str) -> None:
-        os.makedirs(path, exist_ok=True)
-
-    def rename(self, src: str, dst: str) -> None:
-        os.rename(src, dst)
-
-    def delete(self, path: str, *, attempts: int = 5) -> None:
-        """Delete a file, or a folder and everything in it.
-
-        A task of a run being stopped may still be writing into the folder: a
-        deletion that meets a new file is tried again, up to ``attempts`` times.
-        """
-        if not (os.path.isdir(path) and not os.path.islink(path)):
-            os.remove(path)
-            return
-        for attempt in range(attempts):
-            try:
-                shutil.rmtree(path)
-                return
-            except FileNotFoundError:
-                if not os.path.lexists(path):
-                    return
-                error = None
-            except OSError as exc:
-                error = exc
-            if attempt == attempts - 1 and error is not None:
-                raise error
-            time.sleep(0.2 * (attempt + 1))
-
-    def remove_empty(self, path: str) -> None:
-        os.rmdir(path)
-
-    def create_exclusive(self, path: str, data: bytes) -> bool:
-        """Create ``path`` holding ``data`` atomically; False if it already exists."""
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return True
-
-    def read(self, path: str) -> bytes:
-        with open(path, "rb") as f:
-            return f.read()
-
-    def write(self, path: str, data: bytes) -> None:
-        with open(path, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-
-    def mtime(self, path: str) -> float:
-        return os.stat(path).st_mtime
-
-    def touch(self, path: str) -> None:
-        os.utime(path)
-
-    def writable(self, path: str) -> bool:
-        return os.access(path, os.W_OK | os.X_OK)
-
-    def exchange(self, a: str, b: str) -> bool:
-        """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False if unavailable."""
-        if not self.atomic_exchange:
-            return False
-        try:
-            fn = ctypes.CDLL(None, use_errno=True).renameat2
-        except (OSError, AttributeError):
-            return False
-        fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-        fn.restype = ctypes.c_int
-        if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-            return True
-        err = ctypes.get_errno()
-        if err in _NO_EXCHANGE:
-            return False
-        raise OSError(err, os.strerror(err), a, None, b)
-
-
-class HadoopFS:
-    """Hadoop's FileSystem (``hdfs:``, ``s3a:``, ``file:``, ...) through a SparkSession's JVM.
-
-    Java exceptions become ``OSError`` (``FileExistsError``,
-    ``FileNotFoundError`` where they mean that).  There is no atomic exchange
-    and a lock holder's pid cannot be checked: locks go stale by mtime only.
-    """
-
-    pid_rule = False
-
-    def __init__(self, spark) -> None:
-        self._jvm = spark._jvm
-        self._conf = spark._jsc.hadoopConfiguration()
-
-    def _call(self, path: str, action: Callable):
-        """``action(filesystem, hadoop_path)`` with Java errors as OSError."""
-        from py4j.protocol import Py4JJavaError
-        try:
-            p = self._jvm.org.apache.hadoop.fs.Path(path)
-            return action(p.getFileSystem(self._conf), p)
-        except Py4JJavaError as exc:
-            text = str(exc.java_exception.toString())
-        if "FileAlreadyExistsException" in text or "AlreadyBeingCreatedException" in text:
-            raise FileExistsError(errno.EEXIST, text, path)
-        if "FileNotFoundException" in text:
-            raise FileNotFoundError(errno.ENOENT, text, path)
-        raise OSError(errno.EIO, text, path)
-
-    def _path(self, path: str):
-        return self._jvm.org.apache.hadoop.fs.Path(path)
-
-    def exists(self, path: str) -> bool:
-        return bool(self._call(path, lambda fs, p: fs.exists(p)))
-
-    def is_dir(self, path: str) -> bool:
-        try:
-            return bool(self._call(path, lambda fs, p: fs.getFileStatus(p).isDirectory()))
-        except FileNotFoundError:
-            return False
-
-    def entries(self, path: str) -> list[tuple[str, bool, int]]:
-        """(name, is a folder, size in bytes) of a folder's entries."""
-        return self._call(path, lambda fs, p: [(str(s.getPath().getName()), bool(s.isDirectory()), int(s.getLen()))
-                                               for s in fs.listStatus(p)])
-
-    def mkdirs(self, path: str) -> None:
-        if not self._call(path, lambda fs, p: fs.mkdirs(p)):
-            raise OSError(errno.EIO, "mkdirs failed", path)
-
-    def rename(self, src: str, dst: str) -> None:
-        """Rename; refuses an existing ``dst`` (Hadoop would move ``src`` into it)."""
-        if self.exists(dst):
-            raise FileExistsError(errno.EEXIST, "rename target exists", dst)
-        if not self._call(src, lambda fs, p: fs.rename(p, self._path(dst))):
-            raise OSError(errno.EIO, f"rename to {dst} failed", src)
-
-    def delete(self, path: str) -> None:
-        """Delete a file, or a folder and everything in it."""
-        self._call(path, lambda fs, p: fs.delete(p, True))
-
-    def remove_empty(self, path: str) -> None:
-        self._call(path, lambda fs, p: fs.delete(p, False))
-
-    def create_exclusive(self, path: str, data: bytes) -> bool:
-        """Create ``path`` holding ``data`` (``create(path, overwrite=False)``); False if it exists."""
-        try:
-            self._call(path, lambda fs, p: self._write_stream(fs.create(p, False), data))
-        except FileExistsError:
-            return False
-        return True
-
-    @staticmethod
-    def _write_stream(stream, data: bytes) -> None:
-        try:
-            stream.write(bytearray(data))
-        finally:
-            stream.close()
-
-    def read(self, path: str) -> bytes:
-        def read(fs, p):
-            stream = fs.open(p)
-            try:
-                return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
-            finally:
-                stream.close()
-        return self._call(path, read)
-
-    def write(self, path: str, data: bytes) -> None:
-        self._call(path, lambda fs, p: self._write_stream(fs.create(p, True), data))
-
-    def mtime(self, path: str) -> float:
-        return self._call(path, lambda fs, p: fs.getFileStatus(p).getModificationTime()) / 1000.0
-
-    def touch(self, path: str) -> None:
-        self._call(path, lambda fs, p: fs.setTimes(p, int(time.time() * 1000), -1))
-
-    def writable(self, path: str) -> bool:
-        return True  # permissions are enforced by the cluster when writing
-
-    def exchange(self, a: str, b: str) -> bool:
-        return False
-
-
-def filesystem(dest: str, spark=None):
-    """The backend for ``dest``: :class:`LocalFS` for local paths and ``file:`` URIs, else :class:`HadoopFS`."""
-    if not is_uri(dest):
-        return LocalFS()
-    if spark is None:
-        raise ValueError(f"a SparkSession is needed to write to {dest}")
-    return HadoopFS(spark)
-
-
-def _resolve(dest: str, fs) -> str:
-    """``dest`` as the backend addresses it: a real local path for LocalFS, the URI for HadoopFS."""
-    return real_path(dest) if isinstance(fs, LocalFS) else dest.rstrip("/")
-
-
 # ------------------------------------------------------------------ markers and manifests
 
 def _valid_marker(marker) -> bool:
@@ -382,7 +111,7 @@ def _valid_marker(marker) -> bool:
 def _marker(fs, path: str) -> dict | None:
     """The marker of the output folder ``path`` (backend path), or None if absent or invalid."""
     try:
-        marker = json.loads(fs.read(_join(path, MARKER)))
+        marker = json.loads(fs.read(join_path(path, MARKER)))
     except (OSError, ValueError):
         return None
     return marker if _valid_marker(marker) else None
@@ -391,13 +120,13 @@ def _marker(fs, path: str) -> dict | None:
 def read_marker(dest: str, *, fs=None, spark=None) -> dict | None:
     """The ``_SHMI_OUTPUT.json`` of an earlier output at ``dest``, or None if there is no valid one."""
     fs = fs or filesystem(dest, spark)
-    return _marker(fs, _resolve(dest, fs))
+    return _marker(fs, resolve_destination(dest, fs))
 
 
 def _files(fs, root: str, prefix: str = "") -> dict[str, int]:
     """Relative path → size of every file under ``root``, sorted."""
     found: dict[str, int] = {}
-    for name, is_dir, size in sorted(fs.entries(_join(root, prefix) if prefix else root)):
+    for name, is_dir, size in sorted(fs.entries(join_path(root, prefix) if prefix else root)):
         rel = f"{prefix}/{name}" if prefix else name
         if is_dir:
             found.update(_files(fs, root, rel))
@@ -431,30 +160,30 @@ def _foreign(fs, path: str, marker: dict) -> str | None:
 
 def _ours(fs, path: str) -> bool:
     """A folder we may delete: it holds a ``_STAGING`` marker or a valid output marker."""
-    return fs.exists(_join(path, STAGING_MARKER)) or _marker(fs, path) is not None
+    return fs.exists(join_path(path, STAGING_MARKER)) or _marker(fs, path) is not None
 
 
 # ------------------------------------------------------------------ the checks
 
 def _overlapping_input(dest: str, inputs: Iterable[str]) -> str | None:
     """The first input that ``dest`` equals, lies inside, or contains."""
-    d_kind, d = _comparable(dest)
+    d_kind, d = comparable_path(dest)
     for given in inputs:
         if not given:
             continue
-        i_kind, i = _comparable(given)
-        if i_kind == d_kind and (_within(d, i) or _within(i, d)):
+        i_kind, i = comparable_path(given)
+        if i_kind == d_kind and (is_within(d, i) or is_within(i, d)):
             return given
     return None
 
 
 def _ancestor_problem(fs, path: str, dest: str) -> str | None:
     """Why the folder holding ``path`` cannot be written (its nearest existing ancestor), or None."""
-    parent, name = _split(path)
+    parent, name = split_path(path)
     if not name:
         return f"output folder {dest} is the root of a filesystem: choose a folder inside it"
     while not fs.exists(parent):
-        up, _ = _split(parent)
+        up, _ = split_path(parent)
         if up == parent:
             break
         parent = up
@@ -485,7 +214,7 @@ def _contents_problem(fs, path: str, dest: str, kind: str, overwrite: bool) -> s
                 "choose another --out")
     rel = _foreign(fs, path, marker)
     if rel is not None:
-        return (f"output folder {dest} holds {_join(dest.rstrip('/'), rel)}, which was not written by shmi; "
+        return (f"output folder {dest} holds {join_path(dest.rstrip('/'), rel)}, which was not written by shmi; "
                 "move it away or choose another --out")
     return None
 
@@ -516,7 +245,7 @@ def check_destination(dest: str, inputs: Iterable[str], *, overwrite: bool = Tru
         if is_uri(dest):
             return
         fs = LocalFS()
-    path = _resolve(dest, fs)
+    path = resolve_destination(dest, fs)
     problem = _ancestor_problem(fs, path, dest) or _contents_problem(fs, path, dest, kind, overwrite)
     if problem:
         raise InputError(problem)
@@ -582,10 +311,10 @@ class OutputFolder:
         self.warn = warn or warn_stderr
         self.stale_seconds = stale_seconds
         self.run_id = new_run_id()
-        self._path = _resolve(dest, self.fs)
-        self._parent, self._name = _split(self._path)
-        self.lock_path = _join(self._parent, f".{self._name}.lock")
-        self._staging = _join(self._parent, f".{self._name}.staging-{self.run_id}")
+        self._path = resolve_destination(dest, self.fs)
+        self._parent, self._name = split_path(self._path)
+        self.lock_path = join_path(self._parent, f".{self._name}.lock")
+        self._staging = join_path(self._parent, f".{self._name}.staging-{self.run_id}")
         styled = isinstance(self.fs, LocalFS) and dest.startswith("file:")
         self.staging = f"file://{self._staging}" if styled else self._staging
         self._heartbeat: _Heartbeat | None = None
@@ -607,7 +336,7 @@ class OutputFolder:
             self._check()
             self._clean_leftovers()
             self.fs.mkdirs(self._staging)
-            self.fs.write(_join(self._staging, STAGING_MARKER), self.run_id.encode())
+            self.fs.write(join_path(self._staging, STAGING_MARKER), self.run_id.encode())
             ready = True
         finally:
             if not ready:  # refused or interrupted while entering: leave nothing behind
@@ -719,7 +448,7 @@ class OutputFolder:
         """Backend paths of ``.<name>.<what>-<run_id>`` folders beside the destination, newest run first."""
         pattern = re.compile(rf"\.{re.escape(self._name)}\.{what}-{_RUN_ID}")
         names = [n for n, is_dir, _ in self.fs.entries(self._parent) if is_dir and pattern.fullmatch(n)]
-        return [_join(self._parent, n) for n in sorted(names, reverse=True)]
+        return [join_path(self._parent, n) for n in sorted(names, reverse=True)]
 
     def _recover(self) -> None:
         """Destination missing but an ``.old-*`` output beside it: a swap was cut short; put it back."""
@@ -750,7 +479,7 @@ class OutputFolder:
             if self.fs.is_dir(path):
                 for name, _, _ in self.fs.entries(path):
                     if name not in (MARKER, STAGING_MARKER):
-                        self.fs.delete(_join(path, name))
+                        self.fs.delete(join_path(path, name))
             self.fs.delete(path)
         except OSError as exc:
             self.warn(f"could not delete {what} {path}: {exc}; the next run into {self.dest} retries")
@@ -775,8 +504,8 @@ class OutputFolder:
         marker = {"kind": self.kind, "run_id": self.run_id, "created_utc": _utc_now(),
                   "shmi_spark_version": __version__, "fingerprint": fingerprint,
                   "files": _manifest(self.fs, self._staging)}
-        self.fs.write(_join(self._staging, MARKER), json.dumps(marker, indent=1).encode())
-        self.fs.delete(_join(self._staging, STAGING_MARKER))
+        self.fs.write(join_path(self._staging, MARKER), json.dumps(marker, indent=1).encode())
+        self.fs.delete(join_path(self._staging, STAGING_MARKER))
         self._move_into_place()
         return marker
 
@@ -793,7 +522,7 @@ class OutputFolder:
             self.committed = True
             self._delete_ours(staging, "the previous output")
             return
-        old = _join(self._parent, f".{self._name}.old-{self.run_id}")
+        old = join_path(self._parent, f".{self._name}.old-{self.run_id}")
         fs.rename(dest, old)
         try:
             fs.rename(staging, dest)
