@@ -17,3 +17,5 @@ Modules, in import order (each imports only those above it):
 * :mod:`.generate` — orchestration (``shmi synth``).
 * :mod:`.check` — a world's Tables 2-3 beside the paper; :mod:`.recovery` — fitted vs planted coefficients.
 """
+
+__all__: list[str] = []
