@@ -51,7 +51,8 @@ class SparkConfig:
     driver_memory: str = "8g"
     shuffle_partitions: int = 8
     ui: bool = False
-    console_progress: bool = True
+    # Spark's own console progress bars (off: shmi prints one line per stage; --verbose shows them)
+    console_progress: bool = False
     log_level: str = "WARN"
     local_dir: str = ""
     extra: dict = field(default_factory=dict)

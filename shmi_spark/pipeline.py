@@ -42,20 +42,18 @@ Output folder (``output.dir``)::
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import logging
 import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from py4j.protocol import Py4JError
 from pyspark.sql import SparkSession
 
 from shmi_spark import __version__
 from shmi_spark.config import Config
+from shmi_spark.console import StageLog
 from shmi_spark.errors import InputError
 from shmi_spark.hes.prepare import (
     SpellTable,
@@ -70,40 +68,27 @@ from shmi_spark.indicator.compute import compute_period, plan_run_periods, write
 from shmi_spark.indicator.periods import PeriodPlan
 from shmi_spark.io.contract import DEATH_CONTRACT, EPISODE_CONTRACT
 from shmi_spark.io.ingest import read_input
-from shmi_spark.io.inputs import DEATHS, HES, RunInputs, input_fingerprint, inspected, load_run_inputs, trusts_of
+from shmi_spark.io.inputs import (
+    DEATHS,
+    HES,
+    RunInputs,
+    input_files,
+    input_fingerprint,
+    inspected,
+    load_run_inputs,
+    trusts_of,
+)
 from shmi_spark.io.outputs import OutputFolder, check_destination
 from shmi_spark.io.paths import is_local
 from shmi_spark.io.publish import write_json
+from shmi_spark.provenance import code_revision, config_sha256
+from shmi_spark.session import executor_environment
 
-__all__ = ["STAGES", "StageLog", "prepare_run", "run_pipeline", "execute", "stop_session"]
+__all__ = ["STAGES", "prepare_run", "run_pipeline", "execute", "stop_session"]
 
 STAGES = ("spells", "all")
 
 log = logging.getLogger("shmi")
-
-
-@dataclass
-class StageLog:
-    """One console line per stage, kept for summary.json (and the run's log)."""
-
-    quiet: bool = False
-    rows: list = field(default_factory=list)
-
-    def record(self, stage: str, rows_in: int | None, rows_out: int | None, seconds: float) -> None:
-        seconds = round(seconds, 2)
-        self.rows.append({"stage": stage, "rows_in": rows_in, "rows_out": rows_out, "seconds": seconds})
-        fmt = lambda v: "-" if v is None else f"{v:,}"  # noqa: E731
-        self.say(f"{stage:<12} in {fmt(rows_in):>12}  out {fmt(rows_out):>12}  {seconds:8.1f}s")
-
-    def say(self, text: str) -> None:
-        log.info(text)
-        if not self.quiet:
-            print(f"[shmi] {text}", flush=True)
-
-    def warn(self, text: str) -> None:
-        """Warnings reach the console even when quiet."""
-        log.warning(text)
-        print(f"[shmi] warning: {text}", file=sys.stderr, flush=True)
 
 
 def prepare_run(cfg: Config) -> RunInputs:
@@ -176,15 +161,23 @@ def _inner(out: OutputFolder, path: str) -> str:
 def execute(spark: SparkSession, cfg: Config, inputs: RunInputs, out: str, *, stage: str, log: StageLog) -> dict:
     """Every stage, writing under ``out`` (the staging folder); returns the summary."""
     started = time.perf_counter()
+    stamps = input_files(inputs)
     summary: dict = {
-        "shmi_spark_version": __version__, "spark_version": spark.version,
-        "python": platform.python_version(), "started_utc": dt.datetime.now(dt.UTC).isoformat(),
-        "command": " ".join(sys.argv), "config": cfg.to_dict(), "inputs": inputs.summary(),
+        "shmi_spark_version": __version__, "code_revision": code_revision(), "spark_version": spark.version,
+        "spark_master": spark.sparkContext.master, "python": platform.python_version(),
+        "started_utc": dt.datetime.now(dt.UTC).isoformat(), "command": " ".join(sys.argv),
+        "config_sha256": config_sha256(cfg), "config": cfg.to_dict(),
+        "inputs": {**inputs.summary(), **input_fingerprint(inputs, stamps),
+                   "files": [{k: f[k] for k in ("path", "bytes", "modified_utc")} for f in stamps]},
     }
+    summary["executors"] = executor_environment(spark)
     trusts = trusts_of(spark, inputs)
+    if spark.sparkContext.uiWebUrl:
+        log.say(f"Spark UI: {spark.sparkContext.uiWebUrl}")
     if inputs.spells:
         t0 = time.perf_counter()
-        spells = read_spell_table(spark, inputs.spells)
+        with log.running("spells read", spark):
+            spells = read_spell_table(spark, inputs.spells)
         log.record("spells read", None, spells.spells["spells_included"], time.perf_counter() - t0)
     else:
         spells = prepare_spells(spark, cfg, inputs, trusts, out, log, summary)
@@ -198,14 +191,16 @@ def execute(spark: SparkSession, cfg: Config, inputs: RunInputs, out: str, *, st
     if stage == "all":
         results = []
         for period in plan.periods:
-            r = compute_period(spark, cfg, spells.table, period, lookup=inputs.lookup, trusts=trusts, out=out)
+            with log.running(f"period {period.label}"[:12], spark):
+                r = compute_period(spark, cfg, spells.table, period, lookup=inputs.lookup, trusts=trusts, out=out)
             log.record(f"models {period.label}"[:12], r.n_cells, len(r.models.diagnostics), r.seconds_models)
             log.record("expected", r.summary["spells"], len(r.trust_rows), r.seconds_expected)
             log.record("indicator", len(r.trust_rows), int(r.trust_rows["BANDING"].notna().sum()),
                        r.seconds_indicator)
             results.append(r)
         t0 = time.perf_counter()
-        files = write_indicator_tables(spark, cfg, results, trusts, out)
+        with log.running("files", spark):
+            files = write_indicator_tables(spark, cfg, results, trusts, out)
         summary["periods"] = [r.summary for r in results]
         summary["files"] = files.files
         if files.outliers_by_year is not None:
@@ -228,13 +223,15 @@ def prepare_spells(spark: SparkSession, cfg: Config, inputs: RunInputs, trusts, 
     summary["inputs"] |= {"hes": episode_files.to_dict(), "deaths": death_files.to_dict()}
     episodes = read_input(spark, episode_files, EPISODE_CONTRACT)
     deaths = read_input(spark, death_files, DEATH_CONTRACT)
-    episodes_read, deaths_read = episodes.count(), deaths.count()
+    with log.running("ingest", spark):
+        episodes_read, deaths_read = episodes.count(), deaths.count()
     log.record("ingest", None, episodes_read + deaths_read, time.perf_counter() - t0)
 
     t0 = time.perf_counter()
-    validated = validate_inputs(spark, episodes, deaths, trust_codes=sorted(trusts["PROCODE3"]), work=work,
-                                quality=cfg.quality, latest=inputs.latest_date, episodes_read=episodes_read,
-                                deaths_read=deaths_read)
+    with log.running("validate", spark):
+        validated = validate_inputs(spark, episodes, deaths, trust_codes=sorted(trusts["PROCODE3"]), work=work,
+                                    quality=cfg.quality, latest=inputs.latest_date, episodes_read=episodes_read,
+                                    deaths_read=deaths_read)
     summary["validate"] = validated.summary()
     for report in (validated.episode_report, validated.death_report):
         for line in format_report(report):
@@ -251,12 +248,14 @@ def prepare_spells(spark: SparkSession, cfg: Config, inputs: RunInputs, trusts, 
 
     t0 = time.perf_counter()
     acute = sorted(trusts.loc[trusts["TYPE"] == "acute", "PROCODE3"])
-    spells = build_provider_spells(spark, validated, acute_trusts=acute, work=work)
+    with log.running("spells", spark):
+        spells = build_provider_spells(spark, validated, acute_trusts=acute, work=work)
     log.record("spells", validated.episode_report.accepted, spells.included, time.perf_counter() - t0)
 
     t0 = time.perf_counter()
-    table = link_spell_table(spark, spells, validated.deaths, lookup=inputs.lookup, charlson=inputs.charlson,
-                             method=cfg.method, work=work, out=out)
+    with log.running("linkage", spark):
+        table = link_spell_table(spark, spells, validated.deaths, lookup=inputs.lookup, charlson=inputs.charlson,
+                                 method=cfg.method, work=work, out=out)
     log.record("linkage", spells.included, table.linkage["deaths_linked"] if table.linkage else None,
                time.perf_counter() - t0)
     return table
@@ -268,11 +267,11 @@ def period_plan_summary(plan: PeriodPlan) -> dict:
 
 
 def run_fingerprint(cfg: Config, inputs: RunInputs, summary: dict) -> dict:
-    """What identifies a run's result: version, config, and each input's files (paths, sizes, times)."""
-    config_text = json.dumps(cfg.to_dict(), sort_keys=True, default=str)
+    """What identifies a run's result: code, config, and each input's files (paths, sizes, times)."""
     return {
         "shmi_spark_version": __version__,
-        "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
+        "code_revision": summary.get("code_revision") or code_revision(),
+        "config_sha256": config_sha256(cfg),
         **input_fingerprint(inputs),
         "periods": [p["period"] for p in summary.get("periods", [])],
     }

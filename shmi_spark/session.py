@@ -9,13 +9,15 @@ name, the session time zone (UTC, for deterministic dates) and ``extra``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterable, Iterator
 
 from shmi_spark.config import SparkConfig
 from shmi_spark.data import packaged_file
 
-__all__ = ["build_session", "under_spark_submit"]
+__all__ = ["build_session", "executor_environment", "under_spark_submit"]
 
 #: Spark's JVM logging in local mode (packaged with shmi_spark.data): errors only, on the
 #: console, or everything from WARN up into the run's log file.
@@ -42,11 +44,33 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def build_session(conf: SparkConfig, *, testing: bool = False, log_file: str | None = None):
+@contextlib.contextmanager
+def _stderr_to(path: str | None) -> Iterator[None]:
+    """While it is open, this process's file descriptor 2 writes to ``path`` (a JVM started now inherits it)."""
+    if path is None:
+        yield
+        return
+    saved = os.dup(2)
+    target = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.dup2(target, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(target)
+
+
+def build_session(conf: SparkConfig, *, testing: bool = False, log_file: str | None = None,
+                  verbose: bool = False):
     """Return a SparkSession for ``conf``.
 
-    ``log_file``: in local mode, the JVM's log goes to this file instead of the
-    console (see :mod:`shmi_spark.io.runlog`).
+    ``log_file``: in local mode, the JVM's log (log4j, from WARN up, Java stack
+    traces included) goes to this file instead of the console, and so does
+    everything the JVM itself writes to its standard error: the launcher's
+    notes and native libraries' messages such as netlib's "dlopen(libblas.so.3)
+    failed" (see :mod:`shmi_spark.io.runlog`).  ``verbose`` keeps the JVM's
+    standard error and Spark's own progress bars on the console.
 
     >>> from shmi_spark.config import SparkConfig
     >>> spark = build_session(SparkConfig(), testing=True)  # doctest: +SKIP
@@ -64,7 +88,7 @@ def build_session(conf: SparkConfig, *, testing: bool = False, log_file: str | N
             "spark.sql.shuffle.partitions": str(conf.shuffle_partitions),
             "spark.default.parallelism": str(conf.shuffle_partitions),
             "spark.ui.enabled": "true" if (conf.ui and not testing) else "false",
-            "spark.ui.showConsoleProgress": "true" if (conf.console_progress and not testing) else "false",
+            "spark.ui.showConsoleProgress": "true" if ((conf.console_progress or verbose) and not testing) else "false",
             "spark.sql.adaptive.enabled": "true",
             "spark.driver.extraJavaOptions": (
                 f"-Dlog4j2.configurationFile={packaged_file(LOG4J_FILE).as_uri()} -Dshmi.log.file=\"{log_file}\""
@@ -75,6 +99,39 @@ def build_session(conf: SparkConfig, *, testing: bool = False, log_file: str | N
     settings.update(conf.extra)
     for key, value in settings.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    quiet_jvm = log_file is not None and not verbose and not under_spark_submit()
+    with _stderr_to(log_file if quiet_jvm else None):
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(conf.log_level)
     return spark
+
+
+def _python_of_this_worker(_: Iterable[int]) -> Iterator[tuple[str, str, str, str]]:
+    import platform
+    import socket
+
+    import numpy
+    import pandas
+    import pyarrow
+    yield (socket.gethostname(), sys.executable,
+           f"python {platform.python_version()}, numpy {numpy.__version__}, pandas {pandas.__version__}, "
+           f"pyarrow {pyarrow.__version__}", str(os.getpid()))
+
+
+def executor_environment(spark) -> dict:
+    """Which Python the executors run, and with which packages: recorded in ``summary.json``.
+
+    A small job with two tasks per core asks each Python worker for its host,
+    interpreter (``sys.executable``: on a cluster, the shipped archive's
+    ``./environment/bin/python``), package versions and process id; the answer
+    is the distinct values.  It is what proves a cluster run used the
+    environment ``scripts/submit.sh`` shipped.
+    """
+    slices = max(2, 2 * spark.sparkContext.defaultParallelism)
+    rows = spark.sparkContext.parallelize(range(slices), slices).mapPartitions(_python_of_this_worker).collect()
+    return {
+        "hosts": sorted({r[0] for r in rows}),
+        "python": sorted({r[1] for r in rows}),
+        "packages": sorted({r[2] for r in rows}),
+        "python_workers": len({(r[0], r[3]) for r in rows}),
+    }

@@ -191,3 +191,29 @@ def test_ctrl_c_exits_130_with_one_line(corpus_world, tmp_path):
     assert len(ours) == 1 and "interrupted" in ours[0], err
     assert "Traceback" not in err and "py4j" not in err.lower(), err
     assert not out.exists() and not list(tmp_path.glob(".out.*")), list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_the_console_has_our_lines_and_the_log_has_the_jvms(corpus_world, tmp_path):
+    """One line per stage and the Spark UI's address on the console; Spark's progress bars,
+    the JVM's standard error (native-library notes) and its log go to the run's log file."""
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "shmi_spark.cli", "run", "--input", str(corpus_world), "--out", str(out),
+            "--conf", str(TEST_PROFILE), "--period-end", "2010-03", "--set", "method.period_months=60",
+            "--set", "method.modelling_window_months=60", "--set", "spark.ui=true",
+            "--set", "spark.log_level=WARN"]
+    env = {k: v for k, v in os.environ.items() if k != "SPARK_TESTING"}  # the UI is off under SPARK_TESTING
+    done = subprocess.run(argv, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr
+    console = (done.stdout + done.stderr).splitlines()
+    stray = [ln for ln in console if not ln.startswith("[shmi]")]
+    assert not stray, stray
+    for stage in ("ingest", "validate", "spells", "linkage", "models", "expected", "indicator", "files"):
+        assert any(ln.startswith(f"[shmi] {stage}") for ln in console), stage
+    assert any(ln.startswith("[shmi] Spark UI: http://") for ln in console), console
+    log_file = next((tmp_path / "out.logs").glob("*.log"))
+    text = log_file.read_text()
+    assert "command: shmi run" in text and "[shmi]" not in text
+    # what the JVM wrote to its standard error while starting is in the log, not on the console
+    assert "incubator" in text or "netlib" in text or "WARN" in text, text[:2000]

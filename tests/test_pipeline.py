@@ -194,3 +194,44 @@ def test_spells_input_inside_the_output_folder_is_refused(spark, run_all, world)
     with pytest.raises(InputError, match="spells"):
         run_pipeline(spark, cfg, quiet=True)
     assert (out / "spells").is_dir()
+
+
+def test_same_input_same_numbers_whatever_the_partitioning(spark, run_all, world, tmp_path):
+    """Determinism: other shuffle partition counts and model parallelism, the same numbers.
+
+    Observed deaths and spells identical, expected deaths equal to 1e-9 relative, the same
+    bandings and funnel limits: nothing may depend on how rows fall into partitions or in
+    which order the groups' models finish.
+    """
+    from shmi_spark.pipeline import run_pipeline
+
+    out, _ = run_all
+    cfg = load_config(TEST_PROFILE, settings={
+        "input": {"dir": str(world)}, "output": {"dir": str(tmp_path / "other")},
+        "method": {"period_months": 60, "modelling_window_months": 60},
+        "model": {"parallelism": 3, "batch_parameters": 150}})
+    before = spark.conf.get("spark.sql.shuffle.partitions")
+    spark.conf.set("spark.sql.shuffle.partitions", "11")
+    try:
+        run_pipeline(spark, cfg, quiet=True)
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", before)
+    keys = ["PERIOD", "PROVIDER_CODE"]
+    first = pd.read_csv(out / "shmi_trust.csv").sort_values(keys).reset_index(drop=True)
+    other = pd.read_csv(tmp_path / "other" / "shmi_trust.csv").sort_values(keys).reset_index(drop=True)
+    assert len(first) == len(other) > 10
+    for column in ("SPELLS", "OBSERVED", "BANDING"):
+        pd.testing.assert_series_equal(first[column], other[column])
+    for column in ("EXPECTED", "SHMI"):  # printed to 4 dp: equal
+        assert ((other[column] - first[column]).abs() <= 1e-9 * first[column].abs()).all(), column
+    # the unrounded source of every expected death: each group's coefficients, to 1e-9
+    for folder in (out / "model").iterdir():
+        coef = ["DIAG_GROUP", "TERM", "LEVEL"]
+        a = pd.read_parquet(folder / "coefficients.parquet").sort_values(coef).reset_index(drop=True)
+        b = pd.read_parquet(tmp_path / "other" / "model" / folder.name / "coefficients.parquet"
+                            ).sort_values(coef).reset_index(drop=True)
+        pd.testing.assert_frame_equal(a[coef], b[coef])
+        assert ((a["ESTIMATE"] - b["ESTIMATE"]).abs() <= 1e-9 * a["ESTIMATE"].abs().clip(lower=1.0)).all()
+    first_spells = spark.read.parquet(str(out / "spells"))
+    other_spells = spark.read.parquet(str(tmp_path / "other" / "spells"))
+    assert first_spells.exceptAll(other_spells).count() == 0 and other_spells.exceptAll(first_spells).count() == 0

@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override any setting of the profile (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="no per-stage console lines")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show Spark's own progress bars and what the JVM writes to its standard error "
+                             "(native-library notes); without it they go to the run's log file")
 
 
 def settings_from_args(args) -> dict:
@@ -110,7 +113,8 @@ def run(args) -> int:
     log_file = start_run_log(cfg, command)
     if not args.quiet:
         print(f"[shmi] log: {log_file}", flush=True)
-    summary = run_pipeline(lambda: build_session(cfg.spark, log_file=str(log_file)), cfg, stage=args.stage,
+    summary = run_pipeline(lambda: build_session(cfg.spark, log_file=str(log_file), verbose=args.verbose), cfg,
+                           stage=args.stage,
                            quiet=args.quiet, prepared=prepared, command=command)
     print(done_lines(summary, cfg.output.dir), flush=True)
     return 0

@@ -33,7 +33,8 @@ from shmi_spark.io.ingest import (
 from shmi_spark.io.paths import is_local, local_path
 from shmi_spark.io.reference import DiagLookup, load_charlson, load_diag_lookup, reference_paths
 
-__all__ = ["RunInputs", "load_run_inputs", "inspected", "trusts_of", "input_fingerprint", "HES", "DEATHS"]
+__all__ = ["RunInputs", "load_run_inputs", "inspected", "trusts_of", "input_files", "input_fingerprint", "HES",
+           "DEATHS"]
 
 HES, DEATHS = "hes episodes", "deaths"
 
@@ -115,20 +116,26 @@ def trusts_of(spark: SparkSession, inputs: RunInputs) -> pd.DataFrame:
     return _check_trusts(read_trusts_uri(spark, inputs.trusts_path), inputs.trusts_path)
 
 
-def _stamps(paths: tuple[str, ...]) -> list[tuple[str, int, int]]:
-    stamps: list[tuple[str, int, int]] = []
-    for p in paths:
+def input_files(inputs: RunInputs) -> list[dict]:
+    """Every input file: ``path``, ``bytes``, ``modified_utc`` (a URI input: its path alone)."""
+    found: list[dict] = []
+    for p in dict.fromkeys(inputs.paths):
         root = local_path(p)
         if is_local(p) and root.exists():
             files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.is_file())
-            stamps += [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+            for f in files:
+                stat = f.stat()
+                modified = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).isoformat(timespec="seconds")
+                found.append({"path": str(f), "bytes": stat.st_size, "modified_utc": modified,
+                              "modified_ns": stat.st_mtime_ns})
         else:
-            stamps.append((p, -1, -1))
-    return stamps
+            found.append({"path": p, "bytes": None, "modified_utc": None, "modified_ns": None})
+    return found
 
 
-def input_fingerprint(inputs: RunInputs) -> dict:
+def input_fingerprint(inputs: RunInputs, files: list[dict] | None = None) -> dict:
     """The input files' count, bytes and a hash of their paths, sizes and modification times."""
-    stamps = _stamps(inputs.paths)
-    return {"inputs_sha256": hashlib.sha256(json.dumps(stamps).encode()).hexdigest(), "input_files": len(stamps),
-            "input_bytes": sum(size for _, size, _ in stamps if size > 0)}
+    files = input_files(inputs) if files is None else files
+    stamps = [(f["path"], f["bytes"], f["modified_ns"]) for f in files]
+    return {"inputs_sha256": hashlib.sha256(json.dumps(stamps).encode()).hexdigest(), "input_files": len(files),
+            "input_bytes": sum(f["bytes"] or 0 for f in files)}
