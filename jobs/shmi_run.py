@@ -1,6 +1,6 @@
-"""spark-submit entry point: the same as `shmi run`, with master and resources from spark-submit.
+"""spark-submit entry point for `shmi run` alone (kept for existing job definitions; jobs/shmi.py runs any command).
 
-    spark-submit --master yarn jobs/shmi_run.py --conf conf/cluster.toml --input hdfs:///... --out hdfs:///...
+    spark-submit --master yarn --py-files shmi_spark.zip jobs/shmi_run.py --conf cluster.toml --input ... --out ...
 """
 
 import sys

@@ -27,6 +27,7 @@ __all__ = ["COMMANDS", "build_parser", "unreadable_file", "main"]
 COMMANDS = [
     ("synth", "write a synthetic national HES + ONS world"),
     ("run", "compute SHMI end to end: ingest, spells, models, indicator, files"),
+    ("refresh", "compute and publish one month's 12-month period under ROOT/periods/, with index.csv and latest"),
     ("band", "add SHMI, funnel limits and banding to a trust-level CSV (no Spark)"),
 ]
 EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 1, 2, 130

@@ -103,13 +103,15 @@ def prepare_run(cfg: Config) -> RunInputs:
 
 
 def run_pipeline(spark: SparkSession | Callable[[], SparkSession], cfg: Config, *, stage: str = "all",
-                 quiet: bool = False, prepared: RunInputs | None = None, command: str = "") -> dict:
+                 quiet: bool = False, prepared: RunInputs | None = None, command: str = "",
+                 annotate: dict | None = None) -> dict:
     """Run the pipeline into ``cfg.output.dir`` through a staging folder; return the summary.
 
     ``spark`` is a session, or a function returning one (called once the
     inputs and the output folder have been checked and the lock taken, so a
     bad input or a busy folder fails before Spark starts; a session it
     returns is stopped before the staging folder is removed or committed).
+    ``annotate``: more top-level entries for ``summary.json`` (a refresh's own).
     """
     if stage not in STAGES:
         raise InputError(f"unknown stage '{stage}' (known: {', '.join(STAGES)})")
@@ -133,6 +135,7 @@ def run_pipeline(spark: SparkSession | Callable[[], SparkSession], cfg: Config, 
                 if out.fs.exists(work):  # the run's own intermediate tables
                     out.fs.delete(work)
                 summary["output"] = {"dir": o.dir, "run_id": out.run_id}
+                summary |= annotate or {}
                 write_json(session, summary, out.staging, "summary.json")
                 out.commit(run_fingerprint(cfg, inputs, summary))
             finally:

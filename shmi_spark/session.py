@@ -4,7 +4,9 @@ Local mode (an analyst's laptop, the tests) is sized from ``[spark]`` of the
 config: master, driver memory, shuffle partitions, Arrow on, UI off unless
 asked.  Under ``spark-submit`` the master and resources come from the
 submitter, so nothing that would override them is set: only the application
-name, the session time zone (UTC, for deterministic dates) and ``extra``.
+name, the session time zone (UTC, for deterministic dates) and those of
+``extra`` that spark-submit did not set (a ``--conf`` on its command line wins
+over the profile).
 """
 
 from __future__ import annotations
@@ -61,6 +63,29 @@ def _stderr_to(path: str | None) -> Iterator[None]:
         os.close(target)
 
 
+def _submitted_values() -> dict[str, str]:
+    """The settings spark-submit set (its ``--conf``, resources, defaults): they win over the profile's ``extra``."""
+    if not under_spark_submit():
+        return {}
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # the gateway spark-submit started: its JVM holds the submitted settings
+    return dict(SparkConf().getAll())
+
+
+def _submitted_settings() -> set[str]:
+    return set(_submitted_values())
+
+
+def _make_local_event_log_dir(settings: dict[str, str]) -> None:
+    """Spark refuses to start when the event log's folder is missing: create it when it is local."""
+    if settings.get("spark.eventLog.enabled", "false").lower() != "true":
+        return
+    folder = settings.get("spark.eventLog.dir", "file:///tmp/spark-events")
+    if folder.startswith("file:") or "://" not in folder:
+        os.makedirs(folder.removeprefix("file://").removeprefix("file:"), exist_ok=True)
+
+
 def build_session(conf: SparkConfig, *, testing: bool = False, log_file: str | None = None,
                   verbose: bool = False):
     """Return a SparkSession for ``conf``.
@@ -96,7 +121,8 @@ def build_session(conf: SparkConfig, *, testing: bool = False, log_file: str | N
         })
         if conf.local_dir:
             settings["spark.local.dir"] = conf.local_dir
-    settings.update(conf.extra)
+    settings.update({k: v for k, v in conf.extra.items() if k not in _submitted_settings()})
+    _make_local_event_log_dir({**_submitted_values(), **settings})
     for key, value in settings.items():
         builder = builder.config(key, value)
     quiet_jvm = log_file is not None and not verbose and not under_spark_submit()

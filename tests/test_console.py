@@ -60,3 +60,25 @@ def test_the_executors_python_is_recorded(spark):
     assert env["python"] == [sys.executable]  # local mode: the driver's own interpreter
     assert env["python_workers"] >= 1 and len(env["hosts"]) == 1
     assert env["packages"][0].startswith("python 3.") and "numpy" in env["packages"][0]
+
+
+def test_the_code_revision_names_the_sources_also_from_a_zip(tmp_path):
+    """A package zipped for a cluster has no git checkout: its revision carries a digest of the sources."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    from shmi_spark.provenance import code_revision, source_digest
+
+    package = Path(__file__).resolve().parent.parent / "shmi_spark"
+    archive = tmp_path / "shmi_spark.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in sorted(package.rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                z.write(path, path.relative_to(package.parent).as_posix())
+    done = subprocess.run([sys.executable, "-c", "import shmi_spark.provenance as p; print(p.code_revision())"],
+                          env={"PYTHONPATH": str(archive), "PATH": "/usr/bin:/bin"}, cwd=tmp_path,
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip().endswith(f"+src.{source_digest()}")
+    assert code_revision().split("+")[0]  # a checkout: the commit, "+dirty.<digest>" with changes

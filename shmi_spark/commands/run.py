@@ -85,6 +85,12 @@ def ensure_default_world(cfg: Config) -> Config:
     """With no input configured, generate (once) and use the embedded default world."""
     if cfg.input.dir or cfg.input.hes or cfg.input.spells:
         return cfg
+    from shmi_spark.errors import InputError
+    from shmi_spark.session import under_spark_submit
+
+    if not cfg.output.dir.strip() or under_spark_submit():
+        raise InputError("no input given: set --input DIR (the embedded default world is for local runs with an "
+                         "output folder)")
     world = Path(cfg.output.dir).resolve().parent / "default_world"
     if not (world / "truth" / "summary.json").is_file():
         import datetime as dt

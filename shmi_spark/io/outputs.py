@@ -71,7 +71,7 @@ from shmi_spark.io.paths import is_uri
 
 __all__ = [
     "MARKER", "STAGING_MARKER", "KINDS", "STALE_SECONDS", "new_run_id", "warn_stderr", "read_marker",
-    "check_destination", "OutputFolder",
+    "check_destination", "OutputFolder", "pid_alive", "lock_holder",
 ]
 
 MARKER = "_SHMI_OUTPUT.json"
@@ -253,7 +253,7 @@ def check_destination(dest: str, inputs: Iterable[str], *, overwrite: bool = Tru
 
 # ------------------------------------------------------------------ the lock
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists on this host."""
     try:
         os.kill(pid, 0)
@@ -262,6 +262,15 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def lock_holder(raw: bytes) -> dict | None:
+    """A lock file's JSON (run_id, pid, host, ...), or None when it is unreadable (half-written)."""
+    try:
+        holder = json.loads(raw)
+    except ValueError:
+        return None
+    return holder if isinstance(holder, dict) else None
 
 
 class _Heartbeat(threading.Thread):
@@ -369,18 +378,14 @@ class OutputFolder:
             raw = self.fs.read(self.lock_path)
         except FileNotFoundError:
             return None, None
-        try:
-            holder = json.loads(raw)
-        except ValueError:
-            return raw, None
-        return raw, holder if isinstance(holder, dict) else None
+        return raw, lock_holder(raw)
 
     def _stale_reason(self, holder: dict | None) -> str | None:
         """Why the current lock is stale, or None if its holder may be alive."""
         pid = holder.get("pid") if holder else None
         host = holder.get("host") if holder else None
         if self.fs.pid_rule and isinstance(pid, int) and host == socket.gethostname():
-            return None if _pid_alive(pid) else f"process {pid} is no longer running"
+            return None if pid_alive(pid) else f"process {pid} is no longer running"
         age = time.time() - self.fs.mtime(self.lock_path)
         return f"not refreshed for {age:.0f} s" if age > self.stale_seconds else None
 
