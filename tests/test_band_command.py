@@ -307,8 +307,12 @@ def test_small_trust_not_banded_and_no_inf_in_csv(tmp_path, capsys):
     assert png.read_bytes()[:4] == b"\x89PNG"
     rc, _, _ = _run(["--input", src, "--out", out, "--min-expected", "0.0001"], capsys)
     assert rc == 0
-    # banded when allowed: SHMI 0 is not below a lower limit that prints as 0.0000
-    assert pd.read_csv(out, keep_default_na=False, dtype=str).loc[4, "BANDING"] == "2"
+    # banded when allowed: SHMI 0 is below its lower limit, a small positive number printed as 0.0000
+    # (METHOD.md §6 compares unrounded values); compared as printed, 0.0000 is not below 0.0000
+    small = pd.read_csv(out, keep_default_na=False, dtype=str).loc[4]
+    assert (small["BANDING"], small["SHMI"], small["OD95_LL"]) == ("3", "0.0", "0.0")
+    rc, _, _ = _run(["--input", src, "--out", out, "--min-expected", "0.0001", "--compare-rounded"], capsys)
+    assert rc == 0 and pd.read_csv(out, keep_default_na=False, dtype=str).loc[4, "BANDING"] == "2"
     with pytest.raises(SystemExit):
         main(["band", "--input", str(src), "--out", str(out), "--min-expected", "-1"])
     assert "--min-expected" in capsys.readouterr().err

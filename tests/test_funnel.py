@@ -274,15 +274,26 @@ def test_band_equal_to_limit_is_as_expected():
 
 
 def test_band_rounding_rule():
-    # SHMI 1.20004 vs upper 1.2: equal at 4 dp -> 2 (published rule); unrounded -> 1
-    assert band([1.20004], [0.8], [1.2]).tolist() == [2]
-    assert band([1.20004], [0.8], [1.2], decimals=None).tolist() == [1]
-    assert band([0.79996], [0.8], [1.2]).tolist() == [2]
-    assert band([0.79996], [0.8], [1.2], decimals=None).tolist() == [3]
-    # rounding can also push a value over: 1.20006 -> 1.2001 > 1.2000
+    # METHOD.md §6: SHMI 1.20004 vs upper 1.2 print equal at 4 dp, but the unrounded SHMI is above -> 1
+    assert band([1.20004], [0.8], [1.2]).tolist() == [1]
+    assert band([1.20004], [0.8], [1.2], decimals=4).tolist() == [2]  # comparing the printed values
+    assert band([0.79996], [0.8], [1.2]).tolist() == [3]
+    assert band([0.79996], [0.8], [1.2], decimals=4).tolist() == [2]
+    # rounding can also push a value over: 1.20006 -> 1.2001 > 1.2000 printed, but 1.20006 > 1.20004 anyway
     assert band([1.20006], [0.8], [1.20004]).tolist() == [1]
-    assert outlier_998([1.40004, 1.4002], [1.4, 1.4]).tolist() == [False, True]
-    assert outlier_998([1.40004], [1.4], decimals=None).tolist() == [True]
+    assert band([1.200041], [0.8], [1.200044], decimals=4).tolist() == [2]
+    assert outlier_998([1.40004, 1.4002], [1.4, 1.4], decimals=4).tolist() == [False, True]
+    assert outlier_998([1.40004, 1.39996], [1.4, 1.4]).tolist() == [True, False]
+
+
+def test_a_tie_at_4_dp_is_banded_on_the_unrounded_values():
+    """A SHMI that prints equal to its limit (0.8903 both) is banded by the unrounded values, either side."""
+    lower, upper = 0.890312, 1.1204
+    below, above = 0.890300, 0.890320  # both print 0.8903, like the limit
+    assert band([below, above], [lower] * 2, [upper] * 2).tolist() == [3, 2]
+    assert band([below, above], [lower] * 2, [upper] * 2, decimals=4).tolist() == [2, 2]
+    hi_limit = 1.120360  # prints 1.1204
+    assert band([1.120355, 1.120365], [lower] * 2, [hi_limit] * 2).tolist() == [2, 1]
     assert band([2.0], [0.0], [np.inf]).tolist() == [2]
     with pytest.raises(ValueError):
         band([np.nan], [0.8], [1.2])

@@ -5,7 +5,9 @@ published SHMI file, or this project's output), and writes it back with the
 columns SHMI, Z, KEPT_IN_TRIM, OD95_LL/UL, OD998_LL/UL (over-dispersed limits),
 PO998_LL/UL (exact Poisson limits), BANDING (1 higher, 2 as expected, 3 lower
 than expected), BANDING_LABEL, OUTLIER_998 and FLAG, values rounded to 4 dp
-(METHOD.md §6).  Prints the number of trusts, how many were banded and kept
+(METHOD.md §6).  The banding compares the unrounded SHMI with the unrounded
+limits, as NHS England does (a SHMI that prints equal to a limit can be
+outside it); --compare-rounded compares the printed values.  Prints the number of trusts, how many were banded and kept
 by the 10% trim, the over-dispersion phi and the between-trust variance tau^2.
 
 Small trusts and zero deaths: a trust with fewer than --min-expected (default
@@ -96,6 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bad.add_argument("--strict", action="store_true",
                      help="also treat a blank observed/expected value or zero expected deaths "
                           "as an error (by default such rows are flagged and left out)")
+    parser.add_argument("--compare-rounded", action="store_true",
+                        help="band on SHMI and limits rounded to 4 dp, as printed (default: on the "
+                             "unrounded values, as NHS England does; METHOD.md §6)")
     parser.add_argument("--plot", default=None, metavar="FILE.png",
                         help="also draw the funnel plot to this PNG")
     parser.add_argument("--title", default=None, help="funnel plot title")
@@ -131,7 +136,7 @@ def run(args) -> int:
     import sys
 
     from shmi_spark.errors import InputError
-    from shmi_spark.indicator.banding import BadCountError, band_table
+    from shmi_spark.indicator.banding import OUTPUT_DECIMALS, BadCountError, band_table
 
     df = _read_csv(args.input)
     spells_col = args.spells_col or ("SPELLS" if "SPELLS" in df.columns else None)
@@ -140,7 +145,7 @@ def run(args) -> int:
                                   trim_fraction=args.trim, round_expected=args.round_expected,
                                   strict=args.strict, skip_bad_rows=args.skip_bad_rows,
                                   min_expected=args.min_expected, spells_col=spells_col,
-                                  first_line=2)
+                                  decimals=OUTPUT_DECIMALS if args.compare_rounded else None, first_line=2)
     except BadCountError as exc:
         hint = ("an impossible count; --skip-bad-rows flags and leaves out such rows"
                 if exc.impossible else "--strict makes a missing value an error")

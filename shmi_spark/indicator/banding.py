@@ -5,15 +5,17 @@ above the upper limit, 3 "Lower than expected" if below the lower limit, else 2
 "As expected".  The paper's outlier flag is SHMI above the 99.8% over-dispersed
 upper limit; both are reported.
 
-Rounding rule: NHS England publishes SHMI and its limits rounded to 4 decimal
-places, and so does :func:`band_table`.  By default (``decimals=4``) the
-comparisons are made on those rounded values, so that every published row is
-self-consistent: a reader who compares the printed SHMI with the printed limits
-gets the printed banding.  A SHMI equal to a limit at 4 dp is "As expected"
-(the comparisons are strict).  ``decimals=None`` compares unrounded values.
-Rounding is numpy's (``np.round``), the same used for the printed values;
-values of 1e15 or more are left unrounded (4 dp means nothing there, and
-``np.round`` would overflow them to ``inf``).
+Rounding rule (METHOD.md §6): NHS England publishes SHMI and its limits
+rounded to 4 decimal places, and so does :func:`band_table`, but the banding
+compares the **unrounded** SHMI with the unrounded limits (the default,
+``decimals=None``): a trust whose SHMI prints equal to its lower limit (both
+0.8903) is "Lower than expected" when its unrounded SHMI is below the
+unrounded limit.  The comparisons are strict: a SHMI exactly equal to a limit
+is "As expected".  ``decimals=4`` compares the printed values instead (each
+printed row then reads consistently; an earlier rule of this module, not
+NHS England's).  Rounding is numpy's (``np.round``), the same used for the
+printed values; values of 1e15 or more are left unrounded (4 dp means nothing
+there, and ``np.round`` would overflow them to ``inf``).
 
 Small trusts and zero deaths (the rule; METHOD.md §6 does not band what it
 cannot estimate):
@@ -76,11 +78,11 @@ def _rounded(values, decimals: int | None) -> np.ndarray:
         return np.where(np.abs(arr) < 1e15, np.round(arr, decimals), arr)
 
 
-def band(shmi, lower95, upper95, *, decimals: int | None = OUTPUT_DECIMALS) -> np.ndarray:
+def band(shmi, lower95, upper95, *, decimals: int | None = None) -> np.ndarray:
     """Banding 1/2/3 (labels in :data:`BANDING_LABELS`) from the 95% OD limits.
 
-    1 if ``SHMI > upper``, 3 if ``SHMI < lower``, else 2; compared after
-    rounding to ``decimals`` places (``None``: unrounded; module docstring).
+    1 if ``SHMI > upper``, 3 if ``SHMI < lower``, else 2; compared unrounded
+    (METHOD.md §6), or after rounding to ``decimals`` places (module docstring).
     """
     s = _rounded(shmi, decimals)
     if np.any(np.isnan(s)):
@@ -89,7 +91,7 @@ def band(shmi, lower95, upper95, *, decimals: int | None = OUTPUT_DECIMALS) -> n
     return np.where(s > hi, 1, np.where(s < lo, 3, 2))
 
 
-def outlier_998(shmi, upper998, *, decimals: int | None = OUTPUT_DECIMALS) -> np.ndarray:
+def outlier_998(shmi, upper998, *, decimals: int | None = None) -> np.ndarray:
     """The paper's outlier flag: SHMI above the 99.8% over-dispersed upper limit."""
     return _rounded(shmi, decimals) > _rounded(upper998, decimals)
 
@@ -222,7 +224,7 @@ def _check_ids(ids: pd.Series, id_col: str) -> None:
 
 def band_table(df: pd.DataFrame, id_col: str, observed_col: str, expected_col: str,
                trim_fraction: float = funnel.DEFAULT_TRIM, round_expected: int | None = None,
-               *, decimals: int | None = OUTPUT_DECIMALS, strict: bool = False,
+               *, decimals: int | None = None, strict: bool = False,
                skip_bad_rows: bool = False, min_expected: float = DEFAULT_MIN_EXPECTED,
                spells_col: str | None = None, min_trusts: int = MIN_TRUSTS,
                first_line: int | None = None) -> tuple[pd.DataFrame, dict]:
@@ -232,7 +234,8 @@ def band_table(df: pd.DataFrame, id_col: str, observed_col: str, expected_col: s
     already present are replaced) plus :data:`OUTPUT_COLUMNS`, values rounded
     to 4 dp, and a summary dict.  ``round_expected``: round ``E`` to that many
     places before anything else (to reproduce files that publish rounded E).
-    ``decimals`` is the rounding used for the banding comparisons.
+    ``decimals``: compare SHMI and limits rounded to that many places (default:
+    unrounded, METHOD.md §6; the printed values are 4 dp either way).
     ``KEPT_IN_TRIM`` marks the trusts used for ``φ`` and ``τ²``.
 
     Small trusts and zero deaths (module docstring): a trust with ``E <
