@@ -376,10 +376,21 @@ def test_unreadable_lock_is_held_until_stale(tmp_path):
     _lock(dest, "", age=1, raw=b"")
     with pytest.raises(InputError, match="held by an unknown run"):
         _output(dest, FIRST)
-    _lock(dest, "", age=700, raw=b"{trunc")
+    _lock(dest, "", age=30, raw=b"{trunc")  # locks are written at once: unreadable and 30 s old is a crash
     warnings: list[str] = []
     _output(dest, FIRST, warn=warnings.append)
-    assert len(warnings) == 1 and _beside(dest) == []
+    assert len(warnings) == 1 and "unreadable and 30 s old" in warnings[0] and _beside(dest) == []
+
+
+def test_a_local_lock_never_exists_half_written(tmp_path):
+    """create_exclusive writes a temporary file and links it into place: all or nothing, no leftovers."""
+    from shmi_spark.io.filesystems import LocalFS
+
+    fs, path = LocalFS(), str(tmp_path / ".out.lock")
+    assert fs.create_exclusive(path, b'{"run_id": "a"}')
+    assert not fs.create_exclusive(path, b'{"run_id": "b"}')
+    assert Path(path).read_bytes() == b'{"run_id": "a"}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock"]
 
 
 def test_heartbeat_refreshes_the_lock_and_release_keeps_a_lock_not_ours(tmp_path):

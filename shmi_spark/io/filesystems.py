@@ -139,13 +139,36 @@ class LocalFS:
         os.rmdir(path)
 
     def create_exclusive(self, path: str, data: bytes) -> bool:
-        """Create ``path`` holding ``data`` atomically; False if it already exists."""
+        """Create ``path`` holding ``data`` atomically; False if it already exists.
+
+        The data are written to a temporary file first and hard-linked to
+        ``path`` (``link(2)`` fails if ``path`` exists), so ``path`` never
+        exists half-written, even if the process is killed in between (where
+        a file system has no hard links: ``O_EXCL`` and a write).
+        """
+        tmp = f"{path}.{os.getpid()}-{time.monotonic_ns()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.link(tmp, path)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                raise
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        finally:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
         return True
 
     def read(self, path: str) -> bytes:

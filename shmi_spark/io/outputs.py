@@ -18,10 +18,13 @@ The rules, each enforced below:
   it is non-empty and overwriting is off; its nearest existing ancestor is not
   a writable folder.
 * **Lock**: ``<parent>/.<name>.lock`` (JSON: run_id, pid, host, started_utc,
-  command), created atomically; a second run into the same folder fails fast
-  naming the lock and its holder.  A stale lock (same host and a dead pid, or
-  for another host or a URI not refreshed for ``stale_seconds``) is taken over
-  with a warning.  A daemon thread refreshes the lock's mtime every
+  command), created atomically (locally: written to a temporary file and
+  hard-linked into place, so it never exists half-written); a second run into
+  the same folder fails fast naming the lock and its holder.  A stale lock
+  (same host and a dead pid, or for another host or a URI not refreshed for
+  ``stale_seconds``; an unreadable one — a crash mid-write where there are no
+  hard links — once :data:`UNREADABLE_LOCK_SECONDS` old) is taken over with a
+  warning.  A daemon thread refreshes the lock's mtime every
   ``stale_seconds / 10``; the lock is deleted on exit if it is still ours.
 * **Staging**: everything is written to ``<parent>/.<name>.staging-<run_id>/``
   (holding a ``_STAGING`` file with the run id).  Until :meth:`commit` the
@@ -78,6 +81,8 @@ MARKER = "_SHMI_OUTPUT.json"
 STAGING_MARKER = "_STAGING"
 KINDS = ("run", "world")
 STALE_SECONDS = 600.0
+#: a lock that cannot be read is taken over once this old (it is written within a moment of its creation)
+UNREADABLE_LOCK_SECONDS = 10.0
 
 _RUN_ID = r"\d{8}T\d{6}Z-[0-9a-f]{8}"
 _OWN_FILES = frozenset({MARKER, STAGING_MARKER})
@@ -387,6 +392,8 @@ class OutputFolder:
         if self.fs.pid_rule and isinstance(pid, int) and host == socket.gethostname():
             return None if pid_alive(pid) else f"process {pid} is no longer running"
         age = time.time() - self.fs.mtime(self.lock_path)
+        if holder is None:  # written in one go: unreadable means a crash mid-write (or a foreign file)
+            return f"unreadable and {age:.0f} s old" if age > UNREADABLE_LOCK_SECONDS else None
         return f"not refreshed for {age:.0f} s" if age > self.stale_seconds else None
 
     def _held(self, holder: dict | None) -> InputError:

@@ -253,17 +253,11 @@ class RootLock:
                            "command": self.command}).encode()
 
     def _create(self) -> bool:
+        """Create the lock with its content in one step (never half-written: :meth:`LocalFS.create_exclusive`)."""
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
+            return LocalFS().create_exclusive(str(self.path), self._info())
         except OSError as exc:
             raise InputError(f"refresh root {self.root}: cannot create the lock {self.path}: {exc.strerror}") from None
-        with os.fdopen(fd, "wb") as f:
-            f.write(self._info())
-            f.flush()
-            os.fsync(f.fileno())
-        return True
 
     def _read(self) -> tuple[bytes | None, dict | None]:
         try:
