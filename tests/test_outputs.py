@@ -391,6 +391,15 @@ def test_a_local_lock_never_exists_half_written(tmp_path):
     assert not fs.create_exclusive(path, b'{"run_id": "b"}')
     assert Path(path).read_bytes() == b'{"run_id": "a"}'
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock"]
+    # a process killed between writing its temporary file and linking it leaves the file: removed next time
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = tmp_path / f".out.lock.{int(dead.stdout)}-123.tmp"
+    left.write_bytes(b'{"run_id": "killed"}')
+    foreign = tmp_path / ".out.lock.1-5.tmp"  # pid 1 is alive: not touched
+    foreign.write_bytes(b'{"run_id": "x"}')
+    os.remove(path)
+    assert fs.create_exclusive(path, b'{"run_id": "c"}')
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", ".out.lock.1-5.tmp"]
 
 
 def test_heartbeat_refreshes_the_lock_and_release_keeps_a_lock_not_ours(tmp_path):

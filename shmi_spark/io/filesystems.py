@@ -77,6 +77,39 @@ def join_path(parent: str, name: str) -> str:
 
 # ------------------------------------------------------------------ backends
 
+def _remove_dead_temporaries(path: str) -> None:
+    """Delete ``<path>.<pid>-<n>.tmp`` files that :meth:`LocalFS.create_exclusive` of a process since
+    killed left behind (its pid gone, its content our JSON with a ``run_id``); nothing else."""
+    folder, name = os.path.split(path)
+    pattern = re.compile(re.escape(name) + r"\.(\d+)-\d+\.tmp")
+    try:
+        entries = os.listdir(folder or ".")
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry)
+        if not match or _process_exists(int(match.group(1))):
+            continue
+        temp = os.path.join(folder, entry)
+        try:
+            with open(temp, "rb") as f:
+                ours = b'"run_id"' in f.read(4096)
+            if ours:
+                os.unlink(temp)
+        except OSError:
+            pass  # gone already, or not ours to remove
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class LocalFS:
     """The local filesystem, on plain absolute paths.
 
@@ -146,6 +179,7 @@ class LocalFS:
         exists half-written, even if the process is killed in between (where
         a file system has no hard links: ``O_EXCL`` and a write).
         """
+        _remove_dead_temporaries(path)
         tmp = f"{path}.{os.getpid()}-{time.monotonic_ns()}.tmp"
         with open(tmp, "wb") as f:
             f.write(data)
