@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from shmi_spark.io.paths import is_uri, local_path
 
 __all__ = ["real_path", "normal_uri", "comparable_path", "is_within", "split_path", "join_path", "LocalFS",
-           "HadoopFS", "filesystem", "resolve_destination"]
+           "HadoopFS", "filesystem", "resolve_destination", "pid_alive"]
 
 _URI_ROOT = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]+:(//[^/]*)?$")
 _AT_FDCWD = -100
@@ -88,7 +88,7 @@ def _remove_dead_temporaries(path: str) -> None:
         return
     for entry in entries:
         match = pattern.fullmatch(entry)
-        if not match or _process_exists(int(match.group(1))):
+        if not match or pid_alive(int(match.group(1))):
             continue
         temp = os.path.join(folder, entry)
         try:
@@ -100,7 +100,8 @@ def _remove_dead_temporaries(path: str) -> None:
             pass  # gone already, or not ours to remove
 
 
-def _process_exists(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -67,6 +67,7 @@ from shmi_spark.io.filesystems import (
     filesystem,
     is_within,
     join_path,
+    pid_alive,
     resolve_destination,
     split_path,
 )
@@ -74,7 +75,7 @@ from shmi_spark.io.paths import is_uri
 
 __all__ = [
     "MARKER", "STAGING_MARKER", "KINDS", "STALE_SECONDS", "new_run_id", "warn_stderr", "read_marker",
-    "check_destination", "OutputFolder", "pid_alive", "lock_holder",
+    "check_destination", "OutputFolder", "lock_holder",
 ]
 
 MARKER = "_SHMI_OUTPUT.json"
@@ -257,17 +258,6 @@ def check_destination(dest: str, inputs: Iterable[str], *, overwrite: bool = Tru
 
 
 # ------------------------------------------------------------------ the lock
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 def lock_holder(raw: bytes) -> dict | None:
     """A lock file's JSON (run_id, pid, host, ...), or None when it is unreadable (half-written)."""

@@ -83,8 +83,8 @@ from pathlib import Path
 
 from shmi_spark import __version__
 from shmi_spark.errors import InputError
-from shmi_spark.io.filesystems import LocalFS, comparable_path, is_within
-from shmi_spark.io.outputs import MARKER, OutputFolder, lock_holder, pid_alive, read_marker, warn_stderr
+from shmi_spark.io.filesystems import LocalFS, comparable_path, is_within, pid_alive
+from shmi_spark.io.outputs import MARKER, OutputFolder, lock_holder, read_marker, warn_stderr
 from shmi_spark.io.paths import is_uri, local_path
 
 __all__ = [
