@@ -1,12 +1,14 @@
 """Benchmark the model stage alone: fit all groups of one period from an existing spell table.
 
-    .venv/bin/python scripts/bench_models.py SPELLS_DIR [--period-end YYYY-MM] [--batch 400 0 ...]
+    .venv/bin/python scripts/bench_models.py SPELLS_DIR [--period-end YYYY-MM]
+                                             [--fits grouped spark_ml:400 spark_ml:0 ...]
 
 Builds the period's covariate cells (METHOD.md §5, 36-month window by default) once,
-caches them, then times ``fit_group_models`` for each ``model.batch_parameters`` value
-given (0 = every group alone), in one process so the figures compare as ratios. Prints
-cells, seconds, Spark jobs, batches and rules, and the largest difference in estimates
-between the settings. Quote the figures with the machine they came from.
+caches them, then times ``fit_group_models`` for each fit given: ``grouped`` (the default
+engine, one Spark job) or ``spark_ml:N`` (Spark ML with ``model.batch_parameters = N``;
+0 = every group alone), in one process so the figures compare as ratios. Prints cells,
+seconds, Spark jobs, batches and rules, and the largest difference in estimates from the
+first fit. Quote the figures with the machine they came from.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def main() -> None:
     parser.add_argument("spells", help="a run's spells/ folder (docs/tables.md)")
     parser.add_argument("--conf", default=str(ROOT / "conf" / "local.toml"))
     parser.add_argument("--period-end", default="", metavar="YYYY-MM")
-    parser.add_argument("--batch", nargs="+", type=int, default=[400, 0], metavar="N")
+    parser.add_argument("--fits", nargs="+", default=["grouped", "spark_ml:400"], metavar="ENGINE[:N]")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     args = parser.parse_args()
 
@@ -52,20 +54,22 @@ def main() -> None:
           f"{n_cells:,} cells in {time.perf_counter() - t0:.1f} s")
     scheduler = spark.sparkContext._jsc.sc().dagScheduler()  # job counter (internal API)
     results = {}
-    for batch in args.batch:
-        mc = dataclasses.replace(cfg.model, batch_parameters=batch)
+    for fit in args.fits:
+        engine, _, batch = fit.partition(":")
+        mc = dataclasses.replace(cfg.model, engine=engine,
+                                 batch_parameters=int(batch) if batch else cfg.model.batch_parameters)
         j0, t0 = scheduler.nextJobId(), time.perf_counter()
         models = fit_group_models(spark, cells, config=mc)
         seconds = time.perf_counter() - t0
         d = models.diagnostics
-        print(f"batch_parameters={batch}: {len(d)} groups in {seconds:.1f} s, "
+        print(f"{fit}: {len(d)} groups in {seconds:.1f} s, "
               f"{scheduler.nextJobId() - j0} Spark jobs, {d['BATCH'].dropna().nunique()} batches, "
               f"{int(d['BATCH'].isna().sum())} groups alone, rules {d['RULE'].value_counts().to_dict()}")
-        results[batch] = models.coefficients
-    first = args.batch[0]
-    for batch in args.batch[1:]:
-        diff = np.nanmax(np.abs(results[first]["ESTIMATE"] - results[batch]["ESTIMATE"]))
-        print(f"largest |estimate difference| batch_parameters={first} vs {batch}: {diff:.2g}")
+        results[fit] = models.coefficients
+    first = args.fits[0]
+    for fit in args.fits[1:]:
+        diff = np.nanmax(np.abs(results[first]["ESTIMATE"] - results[fit]["ESTIMATE"]))
+        print(f"largest |estimate difference| {first} vs {fit}: {diff:.2g}")
 
 
 if __name__ == "__main__":

@@ -140,8 +140,13 @@ class MethodConfig:
 class ModelConfig:
     """Per-group logistic regression (METHOD.md §5)."""
 
+    # "grouped": every group's IRLS in one Spark job, numpy per group where its cells
+    # are (shmi_spark/model/grouped.py); "spark_ml": Spark ML's GeneralizedLinearRegression,
+    # in batches and one group at a time (the reference; far more Spark jobs).
+    engine: str = "grouped"
+    # spark_ml: how many fits run at once
     parallelism: int = 8
-    # Groups are fitted together in block-diagonal batches of up to this many
+    # spark_ml: groups are fitted together in block-diagonal batches of up to this many
     # parameters (exactly the per-group MLE, far fewer Spark jobs); 0 fits
     # every group on its own.
     batch_parameters: int = 400
@@ -369,6 +374,7 @@ def validate_config(cfg: Config) -> None:
          "method.period_end", "YYYY-MM"),
         (cfg.model.parallelism >= 1, "model.parallelism", ">= 1"),
         (0 <= cfg.model.batch_parameters <= 4096, "model.batch_parameters", "in [0, 4096]"),
+        (cfg.model.engine in {"grouped", "spark_ml"}, "model.engine", "grouped or spark_ml"),
         (cfg.model.degenerate_rule in {"extended_mle", "ridge", "crude"}, "model.degenerate_rule",
          "extended_mle, ridge or crude"),
         (cfg.model.separation_logit > 0, "model.separation_logit", "> 0"),

@@ -266,11 +266,12 @@ def _probabilities(spark, cells_sdf, models):
     return scored
 
 
+@pytest.mark.parametrize("engine", ["grouped", "spark_ml"])
 @pytest.mark.parametrize("rule", ["extended_mle", "ridge", "crude"])
-def test_degenerate_groups(spark, rule):
+def test_degenerate_groups(spark, rule, engine):
     cells = _degenerate_cells(spark)
     models = fit_group_models(spark, cells, config=ModelConfig(degenerate_rule=rule, min_deaths=5,
-                                                               parallelism=3))
+                                                               parallelism=3, engine=engine))
     d = models.diagnostics.set_index("DIAG_GROUP")
     assert list(d.index) == [1, 2, 3, 4, 5, 6]
     assert d.loc[1, "RULE"] == "mle" and "SEX_CAT{unknown}" in d.loc[1, "DETAIL"]
@@ -284,9 +285,10 @@ def test_degenerate_groups(spark, rule):
     assert d.loc[4, "RULE"] == ("mle_extended" if rule == "extended_mle" else want)
     c = models.coefficients
     assert np.isfinite(c["ESTIMATE"]).all()
-    if rule == "extended_mle":
+    if rule == "extended_mle" and engine == "spark_ml":
         # batch 1 = groups 1, 4, 6 is singular (group 6): split in halves, 1 and 4 refitted as 1.1
         assert d.loc[1, "BATCH"] == d.loc[4, "BATCH"] == "1.1" and pd.isna(d.loc[6, "BATCH"])
+    if rule == "extended_mle":
         sep = c[(c["DIAG_GROUP"] == 4) & (c["TERM"] == "AGE_BAND") & (c["LEVEL"] == "90+")]
         assert sep["ESTIMATE"].item() == -25.0 and sep["STD_ERROR"].isna().all()
         fitted = c[(c["DIAG_GROUP"] == 4) & (c["TERM"] == "AGE_BAND") & ~c["REFERENCE"] & (c["LEVEL"] != "90+")]
@@ -331,27 +333,73 @@ def test_groups_meta_joined(spark):
 
 def test_result_independent_of_parallelism(spark):
     cells = _degenerate_cells(spark)
-    one = fit_group_models(spark, cells, config=ModelConfig(parallelism=1, min_deaths=5))
-    many = fit_group_models(spark, cells, config=ModelConfig(parallelism=6, min_deaths=5))
+    one = fit_group_models(spark, cells, config=_spark_ml(parallelism=1, min_deaths=5))
+    many = fit_group_models(spark, cells, config=_spark_ml(parallelism=6, min_deaths=5))
     pd.testing.assert_frame_equal(one.coefficients, many.coefficients, check_exact=True)
     pd.testing.assert_frame_equal(one.diagnostics.drop(columns="SECONDS"),
                                   many.diagnostics.drop(columns="SECONDS"), check_exact=True)
 
 
+def test_grouped_result_independent_of_partitioning(spark):
+    """The same numbers to the last bit however Spark splits and orders the cells (determinism)."""
+    cells = _degenerate_cells(spark)
+    before = spark.conf.get("spark.sql.shuffle.partitions")
+    try:
+        spark.conf.set("spark.sql.shuffle.partitions", "1")
+        one = fit_group_models(spark, cells.coalesce(1), config=ModelConfig(min_deaths=5))
+        spark.conf.set("spark.sql.shuffle.partitions", "7")
+        many = fit_group_models(spark, cells.repartition(5, F.rand(seed=3)).orderBy(F.rand(seed=4)),
+                                config=ModelConfig(min_deaths=5))
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", before)
+    pd.testing.assert_frame_equal(one.coefficients, many.coefficients, check_exact=True)
+    pd.testing.assert_frame_equal(one.diagnostics.drop(columns="SECONDS"),
+                                  many.diagnostics.drop(columns="SECONDS"), check_exact=True)
+
+
+def _assert_same_models(a: GroupModels, b: GroupModels, *, iterations: bool = True) -> None:
+    """Equal tables, estimates to 1e-9 and standard errors to 1e-8 relative."""
+    pd.testing.assert_frame_equal(a.coefficients.drop(columns=["ESTIMATE", "STD_ERROR"]),
+                                  b.coefficients.drop(columns=["ESTIMATE", "STD_ERROR"]))
+    np.testing.assert_allclose(b.coefficients["ESTIMATE"], a.coefficients["ESTIMATE"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(b.coefficients["STD_ERROR"], a.coefficients["STD_ERROR"], rtol=1e-8)
+    cols = ["DIAG_GROUP", "SPELLS", "DEATHS", "N_CELLS", "N_PARAMS", "CONVERGED", "RULE", "DETAIL"]
+    pd.testing.assert_frame_equal(a.diagnostics[cols + ["ITERATIONS"] * iterations],
+                                  b.diagnostics[cols + ["ITERATIONS"] * iterations])
+
+
+def _spark_ml(**settings) -> ModelConfig:
+    return ModelConfig(**{"engine": "spark_ml", "parallelism": 3, **settings})
+
+
+def test_grouped_engine_equals_spark_ml_alone(spark, equivalence_world):
+    """The default engine (numpy IRLS per group, one Spark job) gives Spark ML's lone fits."""
+    _, spells, grouped = equivalence_world
+    cells = covariate_cells(spells, window_start=WS, window_end=WE)
+    alone = fit_group_models(spark, cells, config=_spark_ml(batch_parameters=0))
+    assert grouped.diagnostics["BATCH"].isna().all()
+    _assert_same_models(alone, grouped)
+
+
+@pytest.mark.parametrize("rule", ["extended_mle", "ridge"])
+def test_grouped_engine_equals_spark_ml_on_degenerate_groups(spark, rule):
+    """Separation, the extended MLE, a singular group refitted with ridge: both engines agree."""
+    cells = _degenerate_cells(spark)
+    settings = dict(degenerate_rule=rule, min_deaths=5)
+    alone = fit_group_models(spark, cells, config=_spark_ml(batch_parameters=0, **settings))
+    grouped = fit_group_models(spark, cells, config=ModelConfig(**settings))
+    _assert_same_models(alone, grouped)
+
+
 def test_batched_fit_equals_fits_alone(spark, equivalence_world):
     """Block-diagonal batches give each group exactly its own MLE (model.batches)."""
-    _, spells, batched = equivalence_world
+    _, spells, _ = equivalence_world
     cells = covariate_cells(spells, window_start=WS, window_end=WE)
-    alone = fit_group_models(spark, cells, config=ModelConfig(parallelism=3, batch_parameters=0))
+    alone = fit_group_models(spark, cells, config=_spark_ml(batch_parameters=0))
+    batched = fit_group_models(spark, cells, config=_spark_ml())
     assert batched.diagnostics["BATCH"].tolist() == ["1", "1", "1"]
     assert alone.diagnostics["BATCH"].isna().all()
-    a, b = alone.coefficients, batched.coefficients
-    pd.testing.assert_frame_equal(a.drop(columns=["ESTIMATE", "STD_ERROR"]),
-                                  b.drop(columns=["ESTIMATE", "STD_ERROR"]))
-    np.testing.assert_allclose(b["ESTIMATE"], a["ESTIMATE"], rtol=0, atol=1e-9)
-    np.testing.assert_allclose(b["STD_ERROR"], a["STD_ERROR"], rtol=1e-8)
-    cols = ["DIAG_GROUP", "SPELLS", "DEATHS", "N_CELLS", "N_PARAMS", "CONVERGED", "RULE", "DETAIL"]
-    pd.testing.assert_frame_equal(alone.diagnostics[cols], batched.diagnostics[cols])
+    _assert_same_models(alone, batched, iterations=False)
 
 
 def test_batch_small_enough_is_split(spark, equivalence_world):
@@ -359,7 +407,7 @@ def test_batch_small_enough_is_split(spark, equivalence_world):
     _, spells, batched = equivalence_world
     cells = covariate_cells(spells, window_start=WS, window_end=WE)
     n = int(batched.diagnostics["N_PARAMS"].min())
-    models = fit_group_models(spark, cells, config=ModelConfig(parallelism=2, batch_parameters=n + 1))
+    models = fit_group_models(spark, cells, config=_spark_ml(batch_parameters=n + 1))
     assert models.diagnostics["BATCH"].isna().all()
     np.testing.assert_allclose(models.coefficients["ESTIMATE"], batched.coefficients["ESTIMATE"],
                                rtol=0, atol=1e-9)
@@ -377,13 +425,14 @@ def test_non_converging_group_leaves_its_batch(spark):
     cells = spark.createDataFrame(pd.concat(rows).astype({"SPELLS": "int64", "DEATHS": "int64",
                                                           "ADM_MONTH": "int32", "YEAR_INDEX": "int32",
                                                           "DIAG_GROUP": "int32"}))
-    models = fit_group_models(spark, cells, config=ModelConfig(parallelism=2))
+    models = fit_group_models(spark, cells, config=_spark_ml())
     d = models.diagnostics.set_index("DIAG_GROUP")
     assert d.loc[7, "RULE"] == "ridge" and pd.isna(d.loc[7, "BATCH"]), d.loc[7, "DETAIL"]
     assert list(d.loc[[1, 8], "RULE"]) == ["mle", "mle"] and list(d.loc[[1, 8], "BATCH"]) == ["1.1", "1.1"]
-    alone = fit_group_models(spark, cells, config=ModelConfig(parallelism=2, batch_parameters=0))
+    alone = fit_group_models(spark, cells, config=_spark_ml(batch_parameters=0))
     np.testing.assert_allclose(models.coefficients["ESTIMATE"], alone.coefficients["ESTIMATE"],
                                rtol=0, atol=1e-9)
+    _assert_same_models(alone, fit_group_models(spark, cells, config=ModelConfig()))
 
 
 def test_pack_batches():
@@ -438,7 +487,10 @@ def test_fewer_cells_than_parameters_is_singular(spark):
     cells = spark.createDataFrame(pd.concat([base, base.assign(DIAG_GROUP=8), _cells(rows)]).astype(
         {"SPELLS": "int64", "DEATHS": "int64", "ADM_MONTH": "int32", "YEAR_INDEX": "int32",
          "DIAG_GROUP": "int32"}))
-    models = fit_group_models(spark, cells, config=ModelConfig(parallelism=2))
+    models = fit_group_models(spark, cells, config=_spark_ml())
     d = models.diagnostics.set_index("DIAG_GROUP")
     assert d.loc[9, "RULE"] == "ridge" and "singular design" in d.loc[9, "DETAIL"], d.loc[9, "DETAIL"]
     assert pd.isna(d.loc[9, "BATCH"]) and list(d.loc[[1, 8], "BATCH"]) == ["1", "1"]
+    grouped = fit_group_models(spark, cells, config=ModelConfig())
+    assert grouped.diagnostics.set_index("DIAG_GROUP").loc[9, "RULE"] == "ridge"
+    _assert_same_models(fit_group_models(spark, cells, config=_spark_ml(batch_parameters=0)), grouped)

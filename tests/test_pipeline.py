@@ -197,11 +197,12 @@ def test_spells_input_inside_the_output_folder_is_refused(spark, run_all, world)
 
 
 def test_same_input_same_numbers_whatever_the_partitioning(spark, run_all, world, tmp_path):
-    """Determinism: other shuffle partition counts and model parallelism, the same numbers.
+    """Determinism: other shuffle partition counts, and the other model engine, the same numbers.
 
     Observed deaths and spells identical, expected deaths equal to 1e-9 relative, the same
     bandings and funnel limits: nothing may depend on how rows fall into partitions or in
-    which order the groups' models finish.
+    which order the groups' models finish; and the default engine (numpy IRLS per group in
+    one Spark job) gives what Spark ML's own fits (batched, in parallel) give.
     """
     from shmi_spark.pipeline import run_pipeline
 
@@ -209,7 +210,7 @@ def test_same_input_same_numbers_whatever_the_partitioning(spark, run_all, world
     cfg = load_config(TEST_PROFILE, settings={
         "input": {"dir": str(world)}, "output": {"dir": str(tmp_path / "other")},
         "method": {"period_months": 60, "modelling_window_months": 60},
-        "model": {"parallelism": 3, "batch_parameters": 150}})
+        "model": {"engine": "spark_ml", "parallelism": 3, "batch_parameters": 150}})
     before = spark.conf.get("spark.sql.shuffle.partitions")
     spark.conf.set("spark.sql.shuffle.partitions", "11")
     try:

@@ -36,7 +36,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from py4j.protocol import Py4JJavaError
 from pyspark import StorageLevel
+from pyspark.errors.exceptions.captured import CapturedException
 from pyspark.ml.feature import OneHotEncoder, VectorAssembler
 from pyspark.ml.regression import GeneralizedLinearRegression
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -45,8 +47,12 @@ from pyspark.sql import types as T
 
 from shmi_spark.model.design import TERMS, Estimates, GroupDesign, fit_cells, level_key, level_key_expr
 
-__all__ = ["BATCH_COLUMNS", "Batch", "BatchFit", "pack_batches", "make_batch", "batch_design", "fit_batch",
-           "group_estimates"]
+__all__ = ["SPARK_FIT_ERRORS", "BATCH_COLUMNS", "Batch", "BatchFit", "pack_batches", "make_batch", "batch_design",
+           "fit_batch", "group_estimates"]
+
+# What a Spark ML fit raises when it fails on the data (singular normal equations, no
+# standard errors, a solver error): the JVM's exceptions, converted or not.
+SPARK_FIT_ERRORS: tuple[type[Exception], ...] = (CapturedException, Py4JJavaError)
 
 # The batch design table: each fit cell with its group's position in its batch
 # (GROUP_INDEX), the column of its level of each term within that term's block
@@ -209,7 +215,7 @@ def fit_batch(design: DataFrame, batch: Batch, *, max_iter: int, tol: float) -> 
         iterations = int(model.summary.numIterations)
         try:
             ses = np.asarray(model.summary.coefficientStandardErrors, dtype=float)
-        except Exception:  # noqa: BLE001 - none when the normal equations were singular
+        except SPARK_FIT_ERRORS:  # none when the normal equations were singular
             ses = None
     finally:
         assembled.unpersist()

@@ -187,15 +187,19 @@ def group_designs(level_counts: pd.DataFrame, separation_logit: float = 0.0) -> 
     """
     all_levels = {t: sorted(level_counts.loc[level_counts["TERM"] == t, "LEVEL"].astype(str).unique(),
                             key=level_sort_key) for t in TERMS}
+    # (group, term) -> [(level, spells, deaths, cells)], one pass over the counts
+    by_term: dict[tuple[int, str], list[tuple[str, int, int, int]]] = {}
+    for g, t, lv, n, dth, c in level_counts[["DIAG_GROUP", "TERM", "LEVEL", "SPELLS", "DEATHS",
+                                             "N_CELLS"]].itertuples(index=False):
+        by_term.setdefault((int(g), str(t)), []).append((str(lv), int(n), int(dth), int(c)))
     designs = []
-    for group, gm in level_counts.groupby("DIAG_GROUP", sort=True):
-        first = gm[gm["TERM"] == TERMS[0]]
-        d = GroupDesign(group=int(group), spells=int(first["SPELLS"].sum()),
-                        deaths=int(first["DEATHS"].sum()), n_cells=int(first["N_CELLS"].sum()))
+    for group in sorted({g for g, _ in by_term}):
+        first = by_term.get((group, TERMS[0]), [])
+        d = GroupDesign(group=group, spells=sum(r[1] for r in first), deaths=sum(r[2] for r in first),
+                        n_cells=sum(r[3] for r in first))
         single, absent = [], []
         for term in TERMS:
-            tm = gm[gm["TERM"] == term]
-            rows = sorted(((str(r.LEVEL), int(r.SPELLS), int(r.DEATHS)) for r in tm.itertuples()),
+            rows = sorted(((lv, n, dth) for lv, n, dth, _ in by_term.get((group, term), [])),
                           key=lambda x: level_sort_key(x[0]))
             if term == PERINATAL_TERM and all(lv == NA_LEVEL for lv, _, _ in rows):
                 continue
