@@ -1,17 +1,25 @@
-"""Scoring spells with the group models (METHOD.md §5, §6)."""
+"""Scoring spells with the group models, per spell and through cell counts (METHOD.md §5, §6)."""
 
 from __future__ import annotations
 
 import math
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pytest
 from chispa import assert_approx_df_equality
 from pyspark.sql import functions as F
 
-from shmi_spark.model.scoring import (expected_by_trust, expected_by_trust_group, rescale_factor,
-                                 score_spells)
+from shmi_spark.indicator.compute import spells_without_valid_probability
+from shmi_spark.model.cells import year_index
+from shmi_spark.model.scoring import (
+    expected_by_trust,
+    expected_by_trust_group,
+    rescale_factor,
+    score_cells,
+    score_spells,
+)
 
 WS, WE = date(2017, 4, 1), date(2020, 3, 31)
 
@@ -150,5 +158,85 @@ def test_rescale_factor():
 def test_lookups_are_broadcast_joins(spells):
     scored = score_spells(spells, _coefs(), window_start=WS, window_end=WE)
     plan = scored._jdf.queryExecution().executedPlan().toString()
+    assert plan.count("BroadcastHashJoin") == 9  # intercept, crude rate, 7 terms
+    assert "SortMergeJoin" not in plan and "BroadcastNestedLoopJoin" not in plan
+
+
+# ---- scoring through counts (issue 13): the cells give the same sums as every spell ----
+
+CELL_KEYS = ["PROCODE3", "DIAG_GROUP", "AGE_BAND", "SEX_CAT", "ADMIMETH_CAT", "ADM_MONTH", "YEAR_INDEX",
+             "CHARLSON_BAND", "BIRWEIT_BAND"]
+
+
+@pytest.fixture(scope="module")
+def many_spells(spark, spells):
+    """The hand-built spells repeated with varied trusts and deaths: many spells per cell, some cells alone."""
+    base = pd.DataFrame(SPELLS, columns=SPELL_COLS)
+    rng = np.random.default_rng(13)
+    rows = []
+    for i in range(400):
+        r = base.iloc[i % len(base)].to_dict()
+        r["SPELL_ID"] = f"{r['SPELL_ID']}{i}"
+        r["PROCODE3"] = ["RA1", "RB2", "RC3"][int(rng.integers(3))]
+        r["DIED"] = int(rng.random() < 0.3)
+        if i % 7 == 0:  # another discharge year: another YEAR_INDEX cell (clamped at both ends)
+            r["DISDATE"] = [date(2015, 1, 1), date(2018, 4, 1), date(2019, 3, 31), date(2021, 1, 1)][i % 4]
+        rows.append(r)
+    return spark.createDataFrame(pd.DataFrame(rows, columns=SPELL_COLS), spells.schema)
+
+
+def test_score_cells_counts_and_probabilities(spark, spells):
+    cells = score_cells(spells, _coefs(), window_start=WS, window_end=WE)
+    assert cells.columns == [*CELL_KEYS, "SPELLS", "DEATHS", "P_EXPECTED"]
+    types = dict(cells.dtypes)
+    assert (types["SPELLS"], types["DEATHS"], types["P_EXPECTED"], types["YEAR_INDEX"]) == \
+        ("bigint", "bigint", "double", "int")
+    got = {r.AGE_BAND + "/" + str(r.YEAR_INDEX) + "/" + str(r.DIAG_GROUP): r for r in cells.collect()}
+    assert len(got) == len(SPELLS) and all(r.SPELLS == 1 for r in got.values())
+    # the clamped YEAR_INDEX: 'c' after the window -> 3, 'd' before it -> 1
+    assert got["90+/3/10"].P_EXPECTED == pytest.approx(WANT_P["c"], rel=1e-15)
+    assert got["50-54/1/10"].DEATHS == 1 and got["50-54/1/10"].P_EXPECTED == pytest.approx(WANT_P["d"], rel=1e-15)
+    assert got["60-64/3/99"].P_EXPECTED is None  # no model for group 99
+
+
+def test_cells_give_each_spell_its_own_probability(spark, many_spells):
+    """Joined back on the cell keys, every spell's P from the cells is exactly its P from score_spells."""
+    scored = score_spells(many_spells, _coefs(), window_start=WS, window_end=WE)
+    cells = score_cells(many_spells, _coefs(), window_start=WS, window_end=WE)
+    assert cells.count() < many_spells.count() / 5
+    keyed = scored.withColumn("YEAR_INDEX", year_index("DISDATE", WS, 3)).alias("s")
+    cond = [F.col(f"s.{k}").eqNullSafe(F.col(f"c.{k}")) for k in CELL_KEYS]  # a null sex is a cell too
+    joined = keyed.join(cells.alias("c"), cond, "left")
+    pdf = joined.select("s.SPELL_ID", "s.P_EXPECTED", F.col("c.P_EXPECTED").alias("P_CELL")).toPandas()
+    assert len(pdf) == many_spells.count()
+    both_null = pdf["P_EXPECTED"].isna() & pdf["P_CELL"].isna()
+    assert (both_null | (pdf["P_EXPECTED"] == pdf["P_CELL"])).all()  # bit-for-bit: the same rule
+    # each spell in exactly one cell
+    assert cells.agg(F.sum("SPELLS")).first()[0] == many_spells.count()
+
+
+def test_expected_sums_through_counts_equal_per_spell(spark, many_spells):
+    scored = score_spells(many_spells, _coefs(), window_start=WS, window_end=WE)
+    cells = score_cells(many_spells, _coefs(), window_start=WS, window_end=WE)
+    for f, keys in ((expected_by_trust, ["PROCODE3"]), (expected_by_trust_group, ["PROCODE3", "DIAG_GROUP"])):
+        a, b = f(scored).toPandas(), f(cells).toPandas()
+        assert list(b.columns) == [*keys, "SPELLS", "OBSERVED", "EXPECTED"]
+        assert dict(f(cells).dtypes) == dict(f(scored).dtypes)
+        pd.testing.assert_frame_equal(a[[*keys, "SPELLS", "OBSERVED"]], b[[*keys, "SPELLS", "OBSERVED"]])
+        np.testing.assert_allclose(b["EXPECTED"], a["EXPECTED"], rtol=1e-12, atol=0)
+
+
+def test_spells_without_valid_probability(spark, many_spells):
+    cells = score_cells(many_spells, _coefs(), window_start=WS, window_end=WE)
+    n_h = many_spells.where("SPELL_ID LIKE 'h%'").count()  # group 99 has no model
+    assert n_h > 1 and spells_without_valid_probability(cells) == n_h
+    assert spells_without_valid_probability(cells.where("DIAG_GROUP != 99")) == 0
+    bad = cells.where("DIAG_GROUP = 12").withColumn("P_EXPECTED", F.lit(1.5))
+    assert spells_without_valid_probability(bad) == many_spells.where("DIAG_GROUP = 12").count()
+
+
+def test_cell_lookups_are_broadcast_joins(spells):
+    cells = score_cells(spells, _coefs(), window_start=WS, window_end=WE)
+    plan = cells._jdf.queryExecution().executedPlan().toString()
     assert plan.count("BroadcastHashJoin") == 9  # intercept, crude rate, 7 terms
     assert "SortMergeJoin" not in plan and "BroadcastNestedLoopJoin" not in plan

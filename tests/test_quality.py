@@ -91,3 +91,27 @@ def test_diffsum_flags():
 def test_rank_correlation():
     assert rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+
+
+def test_c_statistic_from_cells_equals_per_spell(spark):
+    """A cell of SPELLS spells and DEATHS deaths counts as those spells: the same C statistics."""
+    rng = np.random.default_rng(21)
+    cells = []
+    for g in (1, 2, 3):
+        for p in rng.choice([0.02, 0.1, 0.2, 0.35, 0.6], size=8):  # repeated P across cells and groups
+            n = int(rng.integers(1, 30))
+            cells.append((g, f"T{int(rng.integers(3))}", float(p), n, int(rng.binomial(n, p))))
+    cells += [(4, "T0", 0.3, 5, 0), (4, "T1", 0.1, 2, 0)]  # no deaths: C undefined
+    cdf = pd.DataFrame(cells, columns=["DIAG_GROUP", "PROCODE3", "P_EXPECTED", "SPELLS", "DEATHS"])
+    spells = pd.DataFrame([(g, p, int(i < d)) for g, _, p, n, d in cells for i in range(n)],
+                          columns=["DIAG_GROUP", "P_EXPECTED", "DIED"])
+    from_cells = c_statistics(spark.createDataFrame(
+        cdf, "DIAG_GROUP int, PROCODE3 string, P_EXPECTED double, SPELLS long, DEATHS long"))
+    from_spells = c_statistics(spark.createDataFrame(spells, "DIAG_GROUP int, P_EXPECTED double, DIED int"))
+    pd.testing.assert_frame_equal(from_cells, from_spells, check_exact=False, rtol=1e-14)
+    assert from_cells["SPELLS"].iloc[-1] == cdf["SPELLS"].sum()
+    assert from_cells["DEATHS"].iloc[-1] == cdf["DEATHS"].sum()
+    for g in (1, 2, 3):
+        sub = spells[spells["DIAG_GROUP"] == g]
+        got = from_cells[from_cells["DIAG_GROUP"] == g]["C_STATISTIC"].iloc[0]
+        assert got == pytest.approx(brute_force_c(sub["P_EXPECTED"], sub["DIED"]), abs=1e-12)

@@ -3,7 +3,8 @@
 METHOD.md §5–§8.  :func:`plan_run_periods` plans the periods from the spell
 table's monthly discharges before any model is fitted
 (:mod:`shmi_spark.indicator.periods`); :func:`compute_period` fits one
-period's group models on its window, scores its spells and bands its trusts;
+period's group models on its window, scores its spells (through trust × group ×
+covariate cell counts) and bands its trusts;
 :func:`write_indicator_tables` checks and writes the published tables.
 """
 
@@ -32,10 +33,10 @@ from shmi_spark.io.reference import DiagLookup
 from shmi_spark.model.cells import covariate_cells
 from shmi_spark.model.fit import GroupModels, fit_group_models
 from shmi_spark.model.quality import c_statistics, trust_r2
-from shmi_spark.model.scoring import expected_by_trust, expected_by_trust_group, score_spells
+from shmi_spark.model.scoring import expected_by_trust, expected_by_trust_group, score_cells
 
 __all__ = ["PeriodResult", "IndicatorFiles", "OutputCheckFailed", "plan_run_periods", "compute_period",
-           "write_indicator_tables", "check_trust_table", "model_folder"]
+           "spells_without_valid_probability", "write_indicator_tables", "check_trust_table", "model_folder"]
 
 
 class OutputCheckFailed(RuntimeError):
@@ -82,9 +83,23 @@ def model_folder(out: str, period: Period) -> str:
     return f"{out}/model/{period.label.replace('/', '-').replace('..', '_')}"
 
 
+def spells_without_valid_probability(scored_cells: DataFrame) -> int:
+    """Spells (Σ ``SPELLS``) whose cell's ``P_EXPECTED`` is null, NaN or outside [0, 1]; 0 when all are valid."""
+    p = F.col("P_EXPECTED")
+    row = scored_cells.where(p.isNull() | F.isnan(p) | (p < 0) | (p > 1)).agg(F.sum("SPELLS")).first()
+    return int(row[0] or 0) if row is not None else 0
+
+
 def compute_period(spark: SparkSession, cfg: Config, spells: DataFrame, period: Period, *, lookup: DiagLookup,
                    trusts: pd.DataFrame, out: str) -> PeriodResult:
-    """Fit the period's models on its window, score its spells, band its trusts (METHOD.md §5–§7)."""
+    """Fit the period's models on its window, score its spells, band its trusts (METHOD.md §5–§8).
+
+    The spells are scored through counts (:func:`score_cells`): expected deaths by
+    trust and by trust × group, the C statistics and the check that every spell
+    has a valid probability all come from the scored trust × group × covariate
+    cells, the same sums as scoring every spell; the contextual indicators
+    (§7) are one aggregation over the period's spells.
+    """
     m = cfg.method
     t0 = time.perf_counter()
     cells = covariate_cells(spells, window_start=period.window_start, window_end=period.window_end,
@@ -96,15 +111,17 @@ def compute_period(spark: SparkSession, cfg: Config, spells: DataFrame, period: 
 
     t0 = time.perf_counter()
     in_period = spells.where(F.col("DISDATE").between(F.lit(period.start), F.lit(period.end)))
-    scored = score_spells(in_period, models.coefficients, window_start=period.window_start,
-                          window_end=period.window_end).cache()
-    by_trust: pd.DataFrame = expected_by_trust(scored).toPandas()
-    by_group: pd.DataFrame = expected_by_trust_group(scored).toPandas()
-    c_stats = c_statistics(scored)
-    context: pd.DataFrame = contextual_indicators(scored, invalid_group=m.invalid_diagnosis_group).toPandas()
-    bad = scored.where(F.col("P_EXPECTED").isNull() | F.isnan("P_EXPECTED")
-                       | (F.col("P_EXPECTED") < 0) | (F.col("P_EXPECTED") > 1)).count()
-    scored.unpersist()
+    # through counts: each trust × group × covariate cell scored once, not every spell (METHOD.md §6)
+    scored = score_cells(in_period, models.coefficients, window_start=period.window_start,
+                         window_end=period.window_end).cache()
+    try:
+        by_trust: pd.DataFrame = expected_by_trust(scored).toPandas()
+        by_group: pd.DataFrame = expected_by_trust_group(scored).toPandas()
+        c_stats = c_statistics(scored)
+        bad = spells_without_valid_probability(scored)
+    finally:
+        scored.unpersist()
+    context: pd.DataFrame = contextual_indicators(in_period, invalid_group=m.invalid_diagnosis_group).toPandas()
     if bad:
         raise OutputCheckFailed(f"{bad} spells of period {period.label} have no valid expected probability")
     if by_trust.empty:

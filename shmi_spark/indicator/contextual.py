@@ -5,7 +5,7 @@ elective and non-elective admissions; depth of coding (mean secondary
 diagnoses, elective and non-elective); % of deaths in and outside hospital;
 spells and deaths by deprivation fifth (with unknown); % missing for each model
 covariate, which the paper recommends publishing.  One Spark aggregation over
-the period's spells.
+the period's spells: only spell columns are read, no expected probability.
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """Model quality (METHOD.md §8; the development paper's figures).
 
 * :func:`c_statistics` — C statistic (area under the ROC curve) per diagnosis
-  group and overall, exact: the scored spells are aggregated in Spark to their
-  distinct predicted probabilities with death and survivor counts, and
+  group and overall, exact: the scored spells, or the scored cells of
+  :func:`shmi_spark.model.scoring.score_cells`, are aggregated in Spark to
+  their distinct predicted probabilities with death and survivor counts
+  (a spell: ``D = DIED``, ``S = 1 − DIED``; a cell: ``D = DEATHS``,
+  ``S = SPELLS − DEATHS``), and
   ``C = Σ_p D_p · (S_{<p} + S_p / 2) / (D · S)`` (rank-sum formula, ties
   counted half) is evaluated with a window over those few rows.
 * :func:`trust_r2` — R² of the least-squares line of each trust's crude death
@@ -40,18 +43,30 @@ def _c_from_counts(counts: DataFrame, keys: list[str]) -> DataFrame:
                       c.cast("double").alias("C_STATISTIC"))
 
 
+def _counts(scored: DataFrame) -> DataFrame:
+    """(group, P) → deaths ``D`` and survivors ``S``, from scored spells or scored cells."""
+    if "SPELLS" in scored.columns and "DEATHS" in scored.columns:
+        rows = scored.where(F.col("P_EXPECTED").isNotNull() & F.col("DEATHS").isNotNull())
+        d, s = F.col("DEATHS").cast("long"), (F.col("SPELLS") - F.col("DEATHS")).cast("long")
+    else:
+        rows = scored.where(F.col("P_EXPECTED").isNotNull() & F.col("DIED").isNotNull())
+        d = F.col("DIED").cast("long")
+        s = F.lit(1) - d
+    return (rows.groupBy("DIAG_GROUP", F.col("P_EXPECTED").alias("P"))
+            .agg(F.sum(d).alias("D"), F.sum(s).alias("S")))
+
+
 def c_statistics(scored: DataFrame) -> pd.DataFrame:
     """C statistic per group and overall (pandas).
 
+    ``scored`` is scored spells (``DIAG_GROUP, P_EXPECTED, DIED``) or scored
+    cells (``DIAG_GROUP, P_EXPECTED, SPELLS, DEATHS``): a cell counts as its
+    ``SPELLS`` spells with its probability, so both give the same result.
     Columns: ``DIAG_GROUP`` (Int64; ``<NA>`` on the overall row, which comes
     last), ``SPELLS, DEATHS, C_STATISTIC`` (null when a group has no deaths or
     no survivors).  Spells without a ``P_EXPECTED`` are left out.
     """
-    died = F.col("DIED").cast("long")
-    counts = (scored.where(F.col("P_EXPECTED").isNotNull() & F.col("DIED").isNotNull())
-              .groupBy("DIAG_GROUP", F.col("P_EXPECTED").alias("P"))
-              .agg(F.sum(died).alias("D"), F.sum(F.lit(1) - died).alias("S"))
-              .cache())
+    counts = _counts(scored).cache()
     try:
         per_group = cast(pd.DataFrame, _c_from_counts(counts, ["DIAG_GROUP"]).toPandas())
         overall_counts = counts.groupBy("P").agg(F.sum("D").alias("D"), F.sum("S").alias("S"))

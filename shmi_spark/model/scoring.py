@@ -1,9 +1,10 @@
-"""Expected deaths: score every spell with its group's model (METHOD.md §5, §6).
+"""Expected deaths: each spell's probability under its group's model (METHOD.md §5, §6).
 
-:func:`score_spells` adds ``P_EXPECTED`` (double) to each spell:
+The rule, :func:`with_probability`, adds ``P_EXPECTED`` (double) to rows
+carrying ``DIAG_GROUP``, the covariate columns and a ``YEAR_INDEX`` level:
 
 * a modelled group: ``P = 1 / (1 + exp(-(INTERCEPT + Σ_terms estimate of the
-  spell's level)))``; a level with no coefficient row — the reference,
+  row's level)))``; a level with no coefficient row — the reference,
   a level dropped or never seen when fitting — contributes 0 (the reference
   effect);
 * a crude-rate group (``TERM = 'CRUDE_RATE'``): ``P`` = the group's rate;
@@ -11,12 +12,22 @@
   cannot happen when the scored spells lie in the modelling window, which
   contains every group they can belong to); the aggregates ignore it.
 
-The lookups are broadcast hash joins of the spells with the small coefficients
-table, one per term (no Python per row).  ``YEAR_INDEX`` is computed from
-``DISDATE`` with the rule of :mod:`shmi_spark.model.cells`, clamped to 1..k (spells
-discharged after the window's last full year get k).  ``k`` comes from
-``window_end`` when given, else from the largest ``YEAR_INDEX`` level in the
-coefficients.
+The lookups are broadcast hash joins with the small coefficients table, one
+per term (no Python per row).  ``YEAR_INDEX`` is computed from ``DISDATE`` with
+the rule of :mod:`shmi_spark.model.cells`, clamped to 1..k (spells discharged
+after the window's last full year get k).  ``k`` comes from ``window_end`` when
+given, else from the largest ``YEAR_INDEX`` level in the coefficients.
+
+Two ways to score, with the same rule and so the same probabilities:
+
+* :func:`score_spells` — every spell gets its ``P_EXPECTED``;
+* :func:`score_cells` — the spells are first counted by trust × group ×
+  covariate cell (``SPELLS``, ``DEATHS``) and each cell is scored once.  The
+  probability depends on the spell only through its cell, so expected deaths
+  ``Σ_spells P = Σ_cells SPELLS · P`` (METHOD.md §6), at the cost of scoring a
+  few rows per trust and group instead of every spell.
+
+:func:`expected_by_trust` and :func:`expected_by_trust_group` sum either table.
 """
 
 from __future__ import annotations
@@ -24,16 +35,20 @@ from __future__ import annotations
 from datetime import date
 
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from shmi_spark.model.cells import level_expr, window_years, year_index
 from shmi_spark.model.design import CRUDE_RATE, INTERCEPT, TERMS
 
-__all__ = ["score_spells", "expected_by_trust", "expected_by_trust_group", "rescale_factor"]
+__all__ = ["SCORED_CELL_KEYS", "with_probability", "score_spells", "score_cells", "expected_by_trust",
+           "expected_by_trust_group", "rescale_factor"]
 
-# One term's rows of the coefficients table, broadcast to the spells.
+# The keys of a scored cells table: trust, group and the model covariates.
+SCORED_CELL_KEYS = ["PROCODE3", "DIAG_GROUP", *TERMS]
+
+# One term's rows of the coefficients table, broadcast to the scored rows.
 _TERM_SCHEMA = T.StructType([
     T.StructField("DIAG_GROUP", T.IntegerType(), False),
     T.StructField("LEVEL", T.StringType(), False),
@@ -41,10 +56,16 @@ _TERM_SCHEMA = T.StructType([
 ])
 
 
-def _as_pandas(coefficients) -> pd.DataFrame:
-    if isinstance(coefficients, DataFrame):
-        return coefficients.toPandas()
-    return pd.DataFrame(coefficients)
+def _coefficient_frame(coefficients) -> pd.DataFrame:
+    """The coefficients table as pandas with clean types; a null or infinite estimate is an error."""
+    coefs = coefficients.toPandas() if isinstance(coefficients, DataFrame) else pd.DataFrame(coefficients)
+    coefs = coefs.assign(DIAG_GROUP=coefs["DIAG_GROUP"].astype("int64"),
+                         TERM=coefs["TERM"].astype(str),
+                         LEVEL=coefs["LEVEL"].fillna("").astype(str),
+                         ESTIMATE=coefs["ESTIMATE"].astype(float))
+    if coefs["ESTIMATE"].isna().any() or not coefs["ESTIMATE"].map(lambda v: abs(v) < float("inf")).all():
+        raise ValueError("coefficients table has a null or infinite ESTIMATE")
+    return coefs
 
 
 def _k_from(coefs: pd.DataFrame) -> int | None:
@@ -52,23 +73,22 @@ def _k_from(coefs: pd.DataFrame) -> int | None:
     return int(levels.max()) if len(levels) else None
 
 
-def score_spells(spells: DataFrame, coefficients, *, window_start: date,
-                 window_end: date | None = None) -> DataFrame:
-    """``spells`` with ``P_EXPECTED`` added (see module doc).
-
-    ``coefficients`` is the coefficients table of :mod:`shmi_spark.model.fit`
-    (pandas, or a small Spark DataFrame).  ``spells`` needs ``DIAG_GROUP``,
-    ``DISDATE`` and the covariate columns other than ``YEAR_INDEX``.
-    """
-    spark = spells.sparkSession
-    coefs = _as_pandas(coefficients)
-    coefs = coefs.assign(DIAG_GROUP=coefs["DIAG_GROUP"].astype("int64"),
-                         TERM=coefs["TERM"].astype(str),
-                         LEVEL=coefs["LEVEL"].fillna("").astype(str),
-                         ESTIMATE=coefs["ESTIMATE"].astype(float))
-    if coefs["ESTIMATE"].isna().any() or not coefs["ESTIMATE"].map(lambda v: abs(v) < float("inf")).all():
-        raise ValueError("coefficients table has a null or infinite ESTIMATE")
+def _year_index_of_spell(coefs: pd.DataFrame, window_start: date, window_end: date | None) -> Column:
+    """The spell's YEAR_INDEX level from ``DISDATE``, clamped to 1..k (see module doc)."""
     k = window_years(window_start, window_end) if window_end is not None else _k_from(coefs)
+    return year_index("DISDATE", window_start, k)
+
+
+def with_probability(df: DataFrame, coefficients, *, year_col: str = "YEAR_INDEX") -> DataFrame:
+    """``df`` with ``P_EXPECTED`` added: the rule of the module doc, its one definition.
+
+    ``df`` needs ``DIAG_GROUP``, the covariate columns other than
+    ``YEAR_INDEX``, and ``year_col`` holding the YEAR_INDEX level.
+    ``coefficients`` is the table of :mod:`shmi_spark.model.fit` (pandas, or a
+    small Spark DataFrame).
+    """
+    spark = df.sparkSession
+    coefs = _coefficient_frame(coefficients)
 
     def term_table(term: str) -> DataFrame:
         """The term's (group, level, estimate) rows, named for the join: COEF_<column>_<term>."""
@@ -78,18 +98,15 @@ def score_spells(spells: DataFrame, coefficients, *, window_start: date,
         return F.broadcast(spark.createDataFrame(rows, _TERM_SCHEMA)).select(
             *[F.col(c).alias(f"COEF_{c}_{term}") for c in ("DIAG_GROUP", "LEVEL", "ESTIMATE")])
 
-    original = spells.columns
-    # the spell's YEAR_INDEX level, under a name of its own (``spells`` may carry a YEAR_INDEX)
-    df = spells.withColumn("SCORED_YEAR_INDEX", year_index("DISDATE", window_start, k))
+    original = df.columns
     contributions = []
     for term in [INTERCEPT, CRUDE_RATE, *TERMS]:
         group, level, estimate = (F.col(f"COEF_{c}_{term}") for c in ("DIAG_GROUP", "LEVEL", "ESTIMATE"))
         if term in (INTERCEPT, CRUDE_RATE):
             cond = F.col("DIAG_GROUP").cast("int") == group
         else:
-            df = df.withColumn(f"SPELL_LEVEL_{term}",
-                               level_expr("SCORED_YEAR_INDEX" if term == "YEAR_INDEX" else term))
-            cond = (F.col("DIAG_GROUP").cast("int") == group) & (F.col(f"SPELL_LEVEL_{term}") == level)
+            df = df.withColumn(f"SCORED_LEVEL_{term}", level_expr(year_col if term == "YEAR_INDEX" else term))
+            cond = (F.col("DIAG_GROUP").cast("int") == group) & (F.col(f"SCORED_LEVEL_{term}") == level)
             contributions.append(F.coalesce(estimate, F.lit(0.0)))
         df = df.join(term_table(term), cond, "left")
     linear_predictor = F.col(f"COEF_ESTIMATE_{INTERCEPT}")
@@ -106,22 +123,74 @@ def score_spells(spells: DataFrame, coefficients, *, window_start: date,
     return df.withColumn("P_EXPECTED", p.cast("double")).select(*original, "P_EXPECTED")
 
 
+def score_spells(spells: DataFrame, coefficients, *, window_start: date,
+                 window_end: date | None = None) -> DataFrame:
+    """``spells`` with ``P_EXPECTED`` added (see module doc).
+
+    ``coefficients`` is the coefficients table of :mod:`shmi_spark.model.fit`
+    (pandas, or a small Spark DataFrame).  ``spells`` needs ``DIAG_GROUP``,
+    ``DISDATE`` and the covariate columns other than ``YEAR_INDEX``.
+    """
+    coefs = _coefficient_frame(coefficients)
+    original = spells.columns
+    # the spell's YEAR_INDEX level, under a name of its own (``spells`` may carry a YEAR_INDEX)
+    df = spells.withColumn("SCORED_YEAR_INDEX", _year_index_of_spell(coefs, window_start, window_end))
+    return with_probability(df, coefs, year_col="SCORED_YEAR_INDEX").select(*original, "P_EXPECTED")
+
+
+def score_cells(spells: DataFrame, coefficients, *, window_start: date,
+                window_end: date | None = None) -> DataFrame:
+    """The spells counted by trust × group × covariate cell, each cell scored (see module doc).
+
+    Columns: ``PROCODE3, DIAG_GROUP, AGE_BAND, SEX_CAT, ADMIMETH_CAT,
+    ADM_MONTH, YEAR_INDEX`` (as the scorer computes it from ``DISDATE``)
+    ``, CHARLSON_BAND, BIRWEIT_BAND, SPELLS`` (long, ≥ 1), ``DEATHS``
+    (long: Σ ``DIED``, which is 0 or 1, docs/tables.md), ``P_EXPECTED``.
+    Every spell falls in exactly one cell and gets that cell's probability,
+    the same value :func:`score_spells` gives it.
+    """
+    coefs = _coefficient_frame(coefficients)
+    year = _year_index_of_spell(coefs, window_start, window_end).alias("YEAR_INDEX")
+    keys = [year if c == "YEAR_INDEX" else F.col(c) for c in SCORED_CELL_KEYS]
+    cells = spells.groupBy(*keys).agg(
+        F.count(F.lit(1)).cast("long").alias("SPELLS"),
+        F.coalesce(F.sum(F.col("DIED").cast("long")), F.lit(0)).cast("long").alias("DEATHS"))
+    return with_probability(cells, coefs, year_col="YEAR_INDEX")
+
+
+def _is_cells(scored: DataFrame) -> bool:
+    """A scored cells table (:func:`score_cells`) rather than scored spells (one row each)."""
+    return "SPELLS" in scored.columns and "DEATHS" in scored.columns
+
+
+def _sums(scored: DataFrame, keys: list[str]) -> DataFrame:
+    """Per ``keys``: ``SPELLS, OBSERVED, EXPECTED = Σ P`` over the spells, or ``Σ SPELLS · P`` over cells."""
+    if _is_cells(scored):
+        spells, observed = F.sum("SPELLS"), F.sum("DEATHS")
+        expected = F.sum(F.col("SPELLS").cast("double") * F.col("P_EXPECTED"))
+    else:
+        spells, observed = F.count(F.lit(1)), F.sum(F.col("DIED").cast("long"))
+        expected = F.sum("P_EXPECTED")
+    return (scored.groupBy(*keys)
+            .agg(spells.cast("long").alias("SPELLS"),
+                 F.coalesce(observed, F.lit(0)).cast("long").alias("OBSERVED"),
+                 F.coalesce(expected, F.lit(0.0)).cast("double").alias("EXPECTED"))
+            .orderBy(*keys))
+
+
 def expected_by_trust(scored: DataFrame) -> DataFrame:
-    """Per trust: ``PROCODE3, SPELLS, OBSERVED, EXPECTED`` (sorted by trust)."""
-    return (scored.groupBy("PROCODE3")
-            .agg(F.count(F.lit(1)).cast("long").alias("SPELLS"),
-                 F.coalesce(F.sum(F.col("DIED").cast("long")), F.lit(0)).cast("long").alias("OBSERVED"),
-                 F.coalesce(F.sum("P_EXPECTED"), F.lit(0.0)).cast("double").alias("EXPECTED"))
-            .orderBy("PROCODE3"))
+    """Per trust: ``PROCODE3, SPELLS, OBSERVED, EXPECTED`` (sorted by trust).
+
+    ``scored`` is scored spells (:func:`score_spells`) or scored cells
+    (:func:`score_cells`); both give the same counts and the same expected
+    deaths up to the order of summation.
+    """
+    return _sums(scored, ["PROCODE3"])
 
 
 def expected_by_trust_group(scored: DataFrame) -> DataFrame:
-    """Per trust and diagnosis group: ``PROCODE3, DIAG_GROUP, SPELLS, OBSERVED, EXPECTED``."""
-    return (scored.groupBy("PROCODE3", "DIAG_GROUP")
-            .agg(F.count(F.lit(1)).cast("long").alias("SPELLS"),
-                 F.coalesce(F.sum(F.col("DIED").cast("long")), F.lit(0)).cast("long").alias("OBSERVED"),
-                 F.coalesce(F.sum("P_EXPECTED"), F.lit(0.0)).cast("double").alias("EXPECTED"))
-            .orderBy("PROCODE3", "DIAG_GROUP"))
+    """Per trust and diagnosis group: ``PROCODE3, DIAG_GROUP, SPELLS, OBSERVED, EXPECTED`` (as above)."""
+    return _sums(scored, ["PROCODE3", "DIAG_GROUP"])
 
 
 def rescale_factor(observed_total: float, expected_total: float) -> float:
