@@ -26,8 +26,14 @@ __all__ = ["build_session", "executor_environment", "under_spark_submit"]
 LOG4J_CONSOLE = "log4j2-console.properties"
 LOG4J_FILE = "log4j2-file.properties"
 
-# Settings that make results deterministic and match the method, in any mode.
+# Settings that make results deterministic and match the method, in any mode (a profile's
+# [spark.extra] or spark-submit may override them).
 _ALWAYS = {
+    # HotSpot never JIT-compiles a method over 8,000 bytes of bytecode: a whole-stage method
+    # above it (the input contract's ~90-column projection is ~10 kB) runs interpreted, row by
+    # row. Above this limit Spark falls back to per-expression code, as its documentation
+    # advises on HotSpot: about half the CPU of the input's parsing (issue 13).
+    "spark.sql.codegen.hugeMethodLimit": "8000",
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.ansi.enabled": "true",

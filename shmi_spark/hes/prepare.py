@@ -31,10 +31,10 @@ from shmi_spark.config import MethodConfig, QualityConfig
 from shmi_spark.errors import InputError
 from shmi_spark.hes.codes import FINISHED
 from shmi_spark.hes.diagnosis import lookup_tables
-from shmi_spark.hes.linkage import linkage_counts
+from shmi_spark.hes.linkage import death_flags, death_outcome, linkage_counts
 from shmi_spark.hes.quality_gate import InputReport, gate_failures, input_report, invalid_report
-from shmi_spark.hes.spell_table import SPELL_COLUMNS, spell_table
-from shmi_spark.hes.spells import EXCLUSION_REASONS, build_spells
+from shmi_spark.hes.spell_table import SPELL_COLUMNS, flagged_spell_table
+from shmi_spark.hes.spells import EXCLUSION_REASONS, build_spells, spell_keys_span_patients
 from shmi_spark.hes.validate import (
     REJECT_COLUMNS,
     duplicate_keys,
@@ -44,6 +44,7 @@ from shmi_spark.hes.validate import (
     split_deaths,
     split_flagged,
 )
+from shmi_spark.io.ingest import materialise
 from shmi_spark.io.paths import is_local, local_path
 from shmi_spark.io.publish import write_json
 from shmi_spark.io.reference import DiagLookup
@@ -124,10 +125,14 @@ def validate_inputs(spark: SparkSession, episodes: DataFrame, deaths: DataFrame,
                     deaths_read: int) -> Validated:
     """Flag every row (materialised once under ``work``), count by reason, file and year; apply nothing.
 
-    The caller applies the gate (:func:`shmi_spark.hes.quality_gate.check_quality`
-    on :attr:`Validated.gate_failures`).
+    The episodes are first written in their canonical types
+    (:func:`shmi_spark.io.ingest.materialise`: each value parsed once), and
+    flagged from those plain columns.  The caller applies the
+    gate (:func:`shmi_spark.hes.quality_gate.check_quality` on
+    :attr:`Validated.gate_failures`).
     """
     bounds = {"earliest": dt.date.fromisoformat(quality.earliest_date), "latest": latest}
+    episodes = materialise(spark, episodes, f"{work}/episodes_typed")
     dup_keys = duplicate_keys(episodes).persist(StorageLevel.MEMORY_AND_DISK)
     n_dup_keys = dup_keys.count()
     flag_episodes(episodes, trust_codes, dup_keys=dup_keys, broadcast_dup_keys=n_dup_keys <= BROADCAST_DUP_KEYS,
@@ -150,21 +155,36 @@ def validate_inputs(spark: SparkSession, episodes: DataFrame, deaths: DataFrame,
                      gate_failures=gate_failures(ep_report, de_report, invalid, quality))
 
 
-def _counts_by(df: DataFrame, col: str) -> dict:
-    return {(r[col] if r[col] is not None else "ACCEPTED"): int(r["n"])
-            for r in df.groupBy(col).agg(F.count(F.lit(1)).alias("n")).collect()}
+def _spells_with_death_flags(validated: Validated, *, acute_trusts: list[str], by_patient: bool) -> DataFrame:
+    spells = build_spells(validated.episodes, acute_trusts=acute_trusts, by_patient=by_patient)
+    return death_flags(spells, validated.deaths, included=F.col("EXCLUSION").isNull())
 
 
 def build_provider_spells(spark: SparkSession, validated: Validated, *, acute_trusts: list[str],
                           work: str) -> ProviderSpells:
-    """Spells of the accepted episodes with their exclusions (materialised under ``work``); episodes reconciled."""
-    episodes = validated.episodes
-    build_spells(episodes, acute_trusts=acute_trusts).write.parquet(f"{work}/spells_all")
-    spells = spark.read.parquet(f"{work}/spells_all")
-    unfinished = episodes.where(F.coalesce(F.col("EPISTAT"), F.lit("")) != FINISHED).count()
-    by_exclusion = _counts_by(spells, "EXCLUSION")
-    total = spells.agg(F.sum("N_EPISODES").alias("N")).first()
-    in_spells = int(total["N"] or 0) if total is not None else 0
+    """Spells of the accepted episodes with their exclusions (METHOD.md §2), episodes reconciled.
+
+    The included spells also carry the death flags of §3
+    (:func:`shmi_spark.hes.linkage.death_flags`: the patient's death date, its
+    target and first spell), which do not depend on the window length: the
+    spells, the duplicate-spell window, the join with the deaths and the
+    linkage windows all run in one partitioning of the episodes by ``HESID``
+    (one shuffle of the episodes, one of the deaths), materialised once under
+    ``work``.  Should a spell key carry two patients' episodes
+    (:func:`shmi_spark.hes.spells.spell_keys_span_patients`), the spells are
+    built again by spell key alone (``build_spells(by_patient=False)``).
+    """
+    path = f"{work}/spells_all"
+    _spells_with_death_flags(validated, acute_trusts=acute_trusts, by_patient=True).write.parquet(path)
+    spells = spark.read.parquet(path)
+    if spell_keys_span_patients(spells):
+        path = f"{work}/spells_all_by_key"
+        _spells_with_death_flags(validated, acute_trusts=acute_trusts, by_patient=False).write.parquet(path)
+        spells = spark.read.parquet(path)
+    unfinished = validated.episodes.where(F.coalesce(F.col("EPISTAT"), F.lit("")) != FINISHED).count()
+    rows = spells.groupBy("EXCLUSION").agg(F.count(F.lit(1)).alias("n"), F.sum("N_EPISODES").alias("e")).collect()
+    by_exclusion = {(r["EXCLUSION"] if r["EXCLUSION"] is not None else "ACCEPTED"): int(r["n"]) for r in rows}
+    in_spells = sum(int(r["e"] or 0) for r in rows)
     accepted = validated.episode_report.accepted
     if in_spells + unfinished != accepted:
         raise ReconciliationError(f"episodes in spells {in_spells} + unfinished {unfinished} "
@@ -178,13 +198,18 @@ def build_provider_spells(spark: SparkSession, validated: Validated, *, acute_tr
 
 def link_spell_table(spark: SparkSession, spells: ProviderSpells, deaths: DataFrame, *, lookup: DiagLookup,
                      charlson: pd.DataFrame, method: MethodConfig, work: str, out: str) -> SpellTable:
-    """Group, Charlson, covariates and death linkage of the kept spells; ``out``/``spells`` written and read back."""
+    """Group, Charlson, covariates and death outcome of the kept spells; ``out``/``spells`` written and read back.
+
+    The death flags came with the spells (:func:`build_provider_spells`): what
+    is left is row by row (:func:`shmi_spark.hes.spell_table.flagged_spell_table`),
+    so nothing is shuffled before the spell table's own write and nothing is
+    materialised under ``work``.
+    """
+    del work  # nothing intermediate to keep
     l4, l3 = lookup_tables(spark, lookup.codes)
     included = spells.spells.where(F.col("EXCLUSION").isNull())
-    linked = spell_table(included, deaths, lookup4=l4, lookup3=l3, charlson=charlson,
-                         perinatal_groups=lookup.perinatal_groups, method=method)
-    linked.write.parquet(f"{work}/linked")
-    linked = spark.read.parquet(f"{work}/linked")
+    linked = flagged_spell_table(included, lookup4=l4, lookup3=l3, charlson=charlson,
+                                 perinatal_groups=lookup.perinatal_groups, method=method)
     table, by_year = write_spell_table(spark, linked.select(*SPELL_COLUMNS), f"{out}/spells")
     if sum(by_year.values()) != spells.included:
         raise ReconciliationError(f"spell table has {sum(by_year.values())} rows, "
@@ -197,7 +222,8 @@ def link_spell_table(spark: SparkSession, spells: ProviderSpells, deaths: DataFr
         "symptom_second_episode": method.symptom_second_episode,
         "rows_by_financial_year": {str(k): v for k, v in sorted(by_year.items())},
     }
-    return SpellTable(table, summary, linkage_counts(linked, deaths))
+    outcome = death_outcome(included, window_days=method.death_window_days)
+    return SpellTable(table, summary, linkage_counts(outcome, deaths))
 
 
 def write_spell_table(spark: SparkSession, table: DataFrame, path: str) -> tuple[DataFrame, dict]:

@@ -16,9 +16,9 @@ from shmi_spark.hes.charlson import charlson_band, charlson_score
 from shmi_spark.hes.codes import financial_year
 from shmi_spark.hes.covariates import admission_method_category, age_band, birth_weight_band, imd_fifth, sex_category
 from shmi_spark.hes.diagnosis import assign_diag_group
-from shmi_spark.hes.linkage import link_deaths
+from shmi_spark.hes.linkage import death_outcome, link_deaths
 
-__all__ = ["SPELL_COLUMNS", "add_covariates", "spell_table"]
+__all__ = ["SPELL_COLUMNS", "add_covariates", "spell_table", "flagged_spell_table"]
 
 SPELL_COLUMNS = (
     "HESID", "SPELL_ID", "PROCODE3", "ADMIDATE", "DISDATE", "DIS_FYEAR", "DIAG_PRIMARY",
@@ -53,6 +53,14 @@ def add_covariates(spells: DataFrame, *, charlson: pd.DataFrame, perinatal_group
     )
 
 
+def _grouped_covariates(included: DataFrame, *, lookup4: DataFrame, lookup3: DataFrame,
+                        charlson: pd.DataFrame, perinatal_groups: list[int], method: MethodConfig) -> DataFrame:
+    grouped = assign_diag_group(
+        included, lookup4, lookup3, invalid_group=method.invalid_diagnosis_group,
+        symptom_second_episode=method.symptom_second_episode)
+    return add_covariates(grouped, charlson=charlson, perinatal_groups=perinatal_groups, method=method)
+
+
 def spell_table(included: DataFrame, deaths: DataFrame, *, lookup4: DataFrame, lookup3: DataFrame,
                 charlson: pd.DataFrame, perinatal_groups: list[int], method: MethodConfig) -> DataFrame:
     """Included spells (``EXCLUSION`` null) + valid deaths → linked spells.
@@ -61,9 +69,20 @@ def spell_table(included: DataFrame, deaths: DataFrame, *, lookup4: DataFrame, l
     :func:`shmi_spark.hes.linkage.linkage_counts`); ``select(*SPELL_COLUMNS)`` of it
     is the spell table.
     """
-    grouped = assign_diag_group(
-        included, lookup4, lookup3, invalid_group=method.invalid_diagnosis_group,
-        symptom_second_episode=method.symptom_second_episode)
-    covariates = add_covariates(grouped, charlson=charlson, perinatal_groups=perinatal_groups,
-                                method=method)
+    covariates = _grouped_covariates(included, lookup4=lookup4, lookup3=lookup3, charlson=charlson,
+                                     perinatal_groups=perinatal_groups, method=method)
     return link_deaths(covariates, deaths, window_days=method.death_window_days)
+
+
+def flagged_spell_table(included: DataFrame, *, lookup4: DataFrame, lookup3: DataFrame,
+                        charlson: pd.DataFrame, perinatal_groups: list[int], method: MethodConfig) -> DataFrame:
+    """The same as :func:`spell_table` for included spells that already carry the death flags.
+
+    ``included`` has :func:`shmi_spark.hes.linkage.death_flags`' columns (computed
+    where the spells were built, over the included spells); what is left is row
+    by row: group, Charlson, covariates and the outcome for
+    ``method.death_window_days`` (no join, no shuffle).
+    """
+    covariates = _grouped_covariates(included, lookup4=lookup4, lookup3=lookup3, charlson=charlson,
+                                     perinatal_groups=perinatal_groups, method=method)
+    return death_outcome(covariates, window_days=method.death_window_days)

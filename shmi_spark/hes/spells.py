@@ -25,6 +25,16 @@ Exclusions, in this order (each spell gets the first that applies):
 
 Missing values never exclude a spell; they become ``unknown`` levels
 (:mod:`shmi_spark.hes.covariates`).
+
+Partitioning (performance, not a rule): by default the finished episodes are
+shuffled once by ``HESID`` and every spell is built inside its patient's
+partition, so the duplicate-spell window here and the death linkage of §3
+(:func:`shmi_spark.hes.linkage.death_flags`, a window over each patient's
+spells) need no further shuffle of the spells.  Grouping within a patient
+equals grouping by spell key alone unless one spell key carries episodes of
+two patients (a data error: the general grouping gives such a spell the
+``HESID`` of its first episode); :func:`spell_keys_span_patients` tells, and
+``by_patient=False`` builds spells by key alone.
 """
 
 from __future__ import annotations
@@ -36,7 +46,7 @@ from shmi_spark.hes.codes import DAY_CASE_OR_REGULAR, FINISHED, PALLIATIVE_DIAGN
 
 __all__ = [
     "EXCLUSION_REASONS", "DUPLICATE_SPELL_KEY", "EPISODE_FIELDS", "spell_key", "episode_is_palliative",
-    "build_spells", "mark_duplicate_spells",
+    "build_spells", "mark_duplicate_spells", "spell_keys_span_patients",
 ]
 
 EXCLUSION_REASONS = (
@@ -71,22 +81,31 @@ def episode_is_palliative() -> Column:
     ).cast("int")
 
 
-def build_spells(episodes: DataFrame, *, acute_trusts: list[str]) -> DataFrame:
+def build_spells(episodes: DataFrame, *, acute_trusts: list[str], by_patient: bool = True) -> DataFrame:
     """Group finished episodes into spells; every spell carries ``EXCLUSION`` (null if kept).
 
     ``episodes`` are validated, typed episodes (:func:`shmi_spark.hes.validate.validate_episodes`).
     Output columns: ``SPELL_ID, HESID, PROCODE3, ADMIDATE, DISDATE, DISMETH,
     CLASSPAT, STARTAGE, SEX, ADMIMETH, DIAG_FIRST, DIAG_SECOND, DIAG_SECONDARY,
     BIRWEIT_1, IMD_QUINTILE_RAW, N_EPISODES, PALLIATIVE, EXCLUSION``.
+
+    ``by_patient`` (default): the episodes are hash-partitioned by ``HESID``
+    (one shuffle) and grouped by ``HESID`` and spell key, and the result keeps
+    that partitioning; the same spells as ``by_patient=False`` (grouping by
+    spell key alone, the spell's ``HESID`` from its first episode) unless
+    :func:`spell_keys_span_patients` of the result is true.
     """
     finished = episodes.where(F.col("EPISTAT") == FINISHED)
+    if by_patient:
+        finished = finished.repartition("HESID")
     order = F.struct(
         F.coalesce(F.col("EPIORDER"), F.lit(1 << 30)).alias("O1"),
         F.coalesce(F.col("EPISTART"), F.lit(_FAR_DATE).cast("date")).alias("O2"),
         F.col("EPIKEY").alias("O3"),
         *[F.col(c) for c in EPISODE_FIELDS],
     )
-    grouped = finished.groupBy(spell_key().alias("SPELL_ID"), F.col("PROCODE3")).agg(
+    patient = [F.col("HESID")] if by_patient else []
+    grouped = finished.groupBy(*patient, spell_key().alias("SPELL_ID"), F.col("PROCODE3")).agg(
         F.sort_array(F.collect_list(order)).alias("EPS"),
         F.max(episode_is_palliative()).alias("PALLIATIVE"),
     )
@@ -102,7 +121,8 @@ def build_spells(episodes: DataFrame, *, acute_trusts: list[str]) -> DataFrame:
     )
     spells = grouped.select(
         F.col("SPELL_ID"),
-        first["HESID"].alias("HESID"),
+        # the grouping column itself when by patient, so that Spark knows the partitioning holds
+        F.col("HESID") if by_patient else first["HESID"].alias("HESID"),
         F.col("PROCODE3"),
         first["ADMIDATE"].alias("ADMIDATE"),
         last["DISDATE"].alias("DISDATE"),
@@ -129,3 +149,13 @@ def mark_duplicate_spells(spells: DataFrame) -> DataFrame:
     duplicate = F.col("EXCLUSION").isNull() & (F.row_number().over(copies) > 1)
     return spells.withColumn("EXCLUSION", F.when(duplicate, F.lit("DUPLICATE_SPELL"))
                              .otherwise(F.col("EXCLUSION")))
+
+
+def spell_keys_span_patients(spells: DataFrame) -> bool:
+    """True when a spell key (``SPELL_ID``, ``PROCODE3``) of ``build_spells(by_patient=True)`` has two patients.
+
+    Only then does grouping within each patient differ from grouping by spell
+    key alone (METHOD.md §2: a spell is one patient's); one narrow aggregate.
+    """
+    return not (spells.groupBy("SPELL_ID", "PROCODE3").agg(F.count(F.lit(1)).alias("N"))
+                .where(F.col("N") > 1).isEmpty())

@@ -51,6 +51,7 @@ from shmi_spark.io.paths import is_local, local_path
 __all__ = [
     "InputPaths", "InputFile", "InputSet", "resolve_inputs", "resolve_trusts", "is_local", "local_path",
     "check_exists", "inspect_input", "read_input", "conform_frame", "read_trusts",
+    "materialise",
 ]
 
 
@@ -406,6 +407,19 @@ def read_input(spark: SparkSession, inputs: InputSet, contract: tuple[Field, ...
     for part in parts[1:]:
         out = out.unionByName(part)
     return out
+
+
+def materialise(spark: SparkSession, frame: DataFrame, path: str) -> DataFrame:
+    """``frame`` written once to parquet at ``path`` and read back (canonical types as plain columns).
+
+    Episodes from :func:`read_input` are expressions over the raw files: every
+    later use would parse each value again (each date in several places), and
+    the optimiser would work on the inlined expression trees of every step.
+    Written once (parsed once), the columns are plain typed columns; values
+    and types are unchanged (parquet keeps them).
+    """
+    frame.write.parquet(path)
+    return spark.read.parquet(path)
 
 
 def read_trusts(path: str):
