@@ -146,11 +146,13 @@ class LocalFS:
     def rename(self, src: str, dst: str) -> None:
         os.rename(src, dst)
 
-    def delete(self, path: str, *, attempts: int = 5) -> None:
+    def delete(self, path: str, *, attempts: int = 12) -> None:
         """Delete a file, or a folder and everything in it.
 
         A task of a run being stopped may still be writing into the folder: a
-        deletion that meets a new file is tried again, up to ``attempts`` times.
+        deletion that meets a new file is tried again, up to ``attempts`` times
+        over about 13 s (on a loaded machine a stopped task can take seconds to
+        notice; 2 s was seen to be too short).
         """
         if not (os.path.isdir(path) and not os.path.islink(path)):
             os.remove(path)
@@ -167,7 +169,7 @@ class LocalFS:
                 error = exc
             if attempt == attempts - 1 and error is not None:
                 raise error
-            time.sleep(0.2 * (attempt + 1))
+            time.sleep(min(0.2 * (attempt + 1), 2.0))
 
     def remove_empty(self, path: str) -> None:
         os.rmdir(path)
