@@ -49,7 +49,12 @@ class SparkConfig:
     master: str = "local[2]"
     app_name: str = "shmi-spark"
     driver_memory: str = "8g"
-    shuffle_partitions: int = 8
+    # spark.sql.shuffle.partitions; 0: sized from the input once it is counted, one partition per
+    # 500,000 episode rows and at least ``parallelism`` (8 for a small world, 108 for the full one,
+    # whose sorts then fit in memory at 8g); adaptive execution coalesces the small shuffles.
+    shuffle_partitions: int = 0
+    # spark.default.parallelism: RDD partitions, and the fewest partitions adaptive execution keeps.
+    parallelism: int = 8
     ui: bool = False
     # Spark's own console progress bars (off: shmi prints one line per stage; --verbose shows them)
     console_progress: bool = False
@@ -390,7 +395,8 @@ def validate_config(cfg: Config) -> None:
         (_is_date(cfg.quality.earliest_date), "quality.earliest_date", "a date YYYY-MM-DD"),
         (cfg.quality.latest_date == "" or _is_date(cfg.quality.latest_date), "quality.latest_date",
          "empty (the run date) or a date YYYY-MM-DD"),
-        (cfg.spark.shuffle_partitions >= 1, "spark.shuffle_partitions", ">= 1"),
+        (cfg.spark.shuffle_partitions >= 0, "spark.shuffle_partitions", ">= 0 (0: sized from the input)"),
+        (cfg.spark.parallelism >= 1, "spark.parallelism", ">= 1"),
         (re.fullmatch(r"[1-9][0-9]*[kKmMgGtT]?", cfg.spark.driver_memory) is not None,
          "spark.driver_memory", "a size such as 8g or 4096m"),
         (cfg.spark.log_level.upper() in _LOG_LEVELS, "spark.log_level", " or ".join(sorted(_LOG_LEVELS))),

@@ -82,7 +82,7 @@ from shmi_spark.io.outputs import OutputFolder, check_destination
 from shmi_spark.io.paths import is_local
 from shmi_spark.io.publish import write_json
 from shmi_spark.provenance import code_revision, config_sha256
-from shmi_spark.session import executor_environment
+from shmi_spark.session import executor_environment, size_shuffles
 
 __all__ = ["STAGES", "prepare_run", "run_pipeline", "execute", "stop_session"]
 
@@ -229,6 +229,9 @@ def prepare_spells(spark: SparkSession, cfg: Config, inputs: RunInputs, trusts, 
     with log.running("ingest", spark):
         episodes_read, deaths_read = episodes.count(), deaths.count()
     log.record("ingest", None, episodes_read + deaths_read, time.perf_counter() - t0)
+    partitions = size_shuffles(spark, cfg.spark, episodes_read)
+    if partitions is not None:
+        summary["shuffle_partitions"] = partitions
 
     t0 = time.perf_counter()
     with log.running("validate", spark):
@@ -245,7 +248,8 @@ def prepare_spells(spark: SparkSession, cfg: Config, inputs: RunInputs, trusts, 
     for failure in validated.gate_failures[1:]:
         log.warn(failure)
     check_quality(validated.gate_failures)
-    validated.rejects.coalesce(1).write.parquet(f"{out}/rejects")
+    # one file, in a fixed order; repartition, not coalesce, so that the flagged rows are read in parallel
+    validated.rejects.repartition(1).sortWithinPartitions(*validated.rejects.columns).write.parquet(f"{out}/rejects")
     log.record("validate", episodes_read + deaths_read,
                validated.episode_report.accepted + validated.death_report.accepted, time.perf_counter() - t0)
 

@@ -19,7 +19,11 @@ from collections.abc import Iterable, Iterator
 from shmi_spark.config import SparkConfig
 from shmi_spark.data import packaged_file
 
-__all__ = ["build_session", "executor_environment", "under_spark_submit"]
+__all__ = ["build_session", "executor_environment", "under_spark_submit", "size_shuffles",
+           "ROWS_PER_SHUFFLE_PARTITION"]
+
+#: With ``spark.shuffle_partitions = 0``, one shuffle partition per this many episode rows.
+ROWS_PER_SHUFFLE_PARTITION = 500_000
 
 #: Spark's JVM logging in local mode (packaged with shmi_spark.data): errors only, on the
 #: console, or everything from WARN up into the run's log file.
@@ -35,6 +39,9 @@ _ALWAYS = {
     # advises on HotSpot: about half the CPU of the input's parsing (issue 13).
     "spark.sql.codegen.hugeMethodLimit": "8000",
     "spark.sql.session.timeZone": "UTC",
+    # a cached table (the duplicate keys, a period's scored cells) gets adaptive execution's
+    # coalesced partitions too, not spark.sql.shuffle.partitions' 200 nearly empty ones
+    "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.ansi.enabled": "true",
     "spark.scheduler.mode": "FAIR",
@@ -116,8 +123,8 @@ def build_session(conf: SparkConfig, *, testing: bool = False, log_file: str | N
         settings.update({
             "spark.master": conf.master,
             "spark.driver.memory": conf.driver_memory,
-            "spark.sql.shuffle.partitions": str(conf.shuffle_partitions),
-            "spark.default.parallelism": str(conf.shuffle_partitions),
+            "spark.sql.shuffle.partitions": str(conf.shuffle_partitions or conf.parallelism),
+            "spark.default.parallelism": str(conf.parallelism),
             "spark.ui.enabled": "true" if (conf.ui and not testing) else "false",
             "spark.ui.showConsoleProgress": "true" if ((conf.console_progress or verbose) and not testing) else "false",
             "spark.sql.adaptive.enabled": "true",
@@ -167,3 +174,20 @@ def executor_environment(spark) -> dict:
         "packages": sorted({r[2] for r in rows}),
         "python_workers": len({(r[0], r[3]) for r in rows}),
     }
+
+
+def size_shuffles(spark, conf, episode_rows: int) -> int | None:
+    """Set ``spark.sql.shuffle.partitions`` from the input's size; returns the number set (None: left alone).
+
+    Only in local mode with ``spark.shuffle_partitions = 0`` (the default):
+    one partition per :data:`ROWS_PER_SHUFFLE_PARTITION` episode rows, at
+    least ``spark.parallelism``.  A handful of partitions keeps a small
+    world's many small shuffles cheap; the full world's sort of 53.6M
+    episodes by patient then runs in ~100 partitions that fit in memory
+    instead of 8 that spill.  Under spark-submit the submitted setting stands.
+    """
+    if conf.shuffle_partitions or under_spark_submit():
+        return None
+    n = max(conf.parallelism, -(-episode_rows // ROWS_PER_SHUFFLE_PARTITION))
+    spark.conf.set("spark.sql.shuffle.partitions", str(n))
+    return n

@@ -13,10 +13,18 @@ import datetime as dt
 
 from spell_cases import TRUST_CODES, episode, raw_deaths, raw_episodes
 
-from shmi_spark.config import QualityConfig
+from shmi_spark.config import QualityConfig, SparkConfig
 from shmi_spark.hes.prepare import validate_inputs
-from shmi_spark.hes.validate import REJECT_COLUMNS, flag_episodes, split_flagged
+from shmi_spark.hes.validate import (
+    REJECT_COLUMNS,
+    duplicate_keys,
+    duplicate_losers,
+    flag_episodes,
+    flag_rows,
+    split_flagged,
+)
 from shmi_spark.io.ingest import materialise
+from shmi_spark.session import size_shuffles
 
 LATEST = dt.date(2026, 11, 29)
 ROWS = [
@@ -74,3 +82,30 @@ def test_validate_inputs_equals_flagging_the_unmaterialised_episodes(spark, tmp_
 def test_session_keeps_generated_methods_small_enough_to_jit(spark):
     """A whole-stage method over HotSpot's 8,000-byte limit would run interpreted (issue 13)."""
     assert int(spark.conf.get("spark.sql.codegen.hugeMethodLimit")) <= 8000
+
+
+def test_flagging_reads_the_wide_rows_once(spark, tmp_path):
+    """The rows are flagged in one scan; duplicates are ranked from the flags' narrow columns (issue 13)."""
+    typed = materialise(spark, raw_episodes(spark, ROWS), str(tmp_path / "typed"))
+    keys = duplicate_keys(typed).toPandas()
+    plan = flag_rows(typed, TRUST_CODES, latest=LATEST, dup_keys=spark.createDataFrame(keys),
+                     broadcast_dup_keys=True)._jdf.queryExecution().optimizedPlan().toString()
+    assert plan.count("] parquet") == 1  # one scan of the materialised episodes
+    rows = materialise(spark, flag_rows(typed, TRUST_CODES, latest=LATEST), str(tmp_path / "rows"))
+    losers = duplicate_losers(rows)
+    assert sorted(rows.join(losers, rows["_ROW"] == losers["_LOSER"]).select("EPIKEY").toPandas()["EPIKEY"]) \
+        == ["dup"]  # of two identical rows one is kept; "dupbad"'s second row is the valid one, kept
+
+
+def test_shuffle_partitions_follow_the_input_size(spark):
+    before = spark.conf.get("spark.sql.shuffle.partitions")
+    try:
+        assert size_shuffles(spark, SparkConfig(shuffle_partitions=0, parallelism=8), 53_625_931) == 108
+        assert spark.conf.get("spark.sql.shuffle.partitions") == "108"
+        assert size_shuffles(spark, SparkConfig(shuffle_partitions=0, parallelism=8), 1_469_151) == 8
+        assert size_shuffles(spark, SparkConfig(shuffle_partitions=0, parallelism=8), 0) == 8
+        spark.conf.set("spark.sql.shuffle.partitions", before)
+        assert size_shuffles(spark, SparkConfig(shuffle_partitions=4), 53_625_931) is None
+        assert spark.conf.get("spark.sql.shuffle.partitions") == before
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", before)

@@ -65,8 +65,8 @@ from shmi_spark.io.contract import EPISODE_CONTRACT, SECONDARY_DIAG_FIELDS
 
 __all__ = [
     "DATE_FIELDS", "REJECT_COLUMNS", "EARLIEST_DATE", "CODE_SETS",
-    "duplicate_keys", "flag_episodes", "split_flagged", "validate_episodes", "validate_deaths",
-    "invalid_code_counts",
+    "duplicate_keys", "flag_rows", "duplicate_losers", "mark_duplicates", "flag_episodes", "split_flagged",
+    "validate_episodes", "validate_deaths", "invalid_code_counts",
 ]
 
 DATE_FIELDS = ("ADMIDATE", "EPISTART", "EPIEND", "DISDATE")
@@ -167,6 +167,72 @@ def duplicate_keys(episodes: DataFrame) -> DataFrame:
             .where(F.col("N") > 1).select(F.col("_KEY").alias("_DUP_KEY")))
 
 
+def flag_rows(episodes: DataFrame, trust_codes: list[str], *, earliest: dt.date = EARLIEST_DATE,
+              latest: dt.date | None = None, dup_keys: DataFrame | None = None,
+              broadcast_dup_keys: bool = False) -> DataFrame:
+    """Every episode flagged by the row checks; duplicates not yet decided (see :func:`flag_episodes`).
+
+    One pass over ``episodes``: the columns of :func:`flag_episodes` plus
+    ``_ROW`` (a row number, unique within this result) and ``_DUP_HASH``
+    (the row's content hash when its ``EPIKEY`` is shared, else null).  The
+    rows sharing a key are ranked afterwards, from those narrow columns
+    (:func:`duplicate_losers`), so the wide rows are read once.  Materialise
+    this once (``_ROW`` is not recomputed identically) and mark it with
+    :func:`mark_duplicates`.
+    """
+    latest = latest or dt.date.today()
+    content = [c for c in episodes.columns if c not in ("_CORRUPT", "SOURCE_FILE")]
+    problem = F.coalesce(*episode_checks(trust_codes, earliest=earliest, latest=latest))
+    if dup_keys is None:
+        dup_keys = duplicate_keys(episodes)
+    if broadcast_dup_keys:
+        dup_keys = F.broadcast(dup_keys)
+    # numbered where read, before any join can move rows between partitions
+    numbered = episodes.withColumn("_ROW", F.monotonically_increasing_id())
+    marked = numbered.join(dup_keys, on=F.col("EPIKEY") == F.col("_DUP_KEY"), how="left")
+    last_date = F.coalesce(F.col("DISDATE"), F.col("EPIEND"), F.col("EPISTART"), F.col("ADMIDATE"))
+    return marked.withColumn("_PROBLEM", problem).select(
+        *typed_episode_columns(), F.col("SOURCE_FILE"),
+        F.col("_PROBLEM.REASON").alias("REASON"), F.col("_PROBLEM.FIELD").alias("FIELD"),
+        F.col("_PROBLEM.VALUE").alias("VALUE"), _invalid_list().alias("INVALID"),
+        financial_year(last_date).alias("FYEAR"),
+        F.col("_ROW"),
+        F.when(F.col("_DUP_KEY").isNotNull(), _content_hash(content)).alias("_DUP_HASH"))
+
+
+def duplicate_losers(rows: DataFrame) -> DataFrame:
+    """``_ROW`` of every valid row that loses to another row with its ``EPIKEY`` (``DUPLICATE_EPIKEY``).
+
+    ``rows`` is :func:`flag_rows`' result.  Among the rows sharing a key, the
+    first valid one is kept: ordered by valid first, then content hash, then
+    source file, then ``_ROW`` (which only orders rows equal in content and
+    file, so the choice does not show).  Only the rows sharing a key are
+    read, and only their narrow columns.
+    """
+    order = Window.partitionBy("EPIKEY").orderBy(
+        F.col("REASON").isNotNull().asc(), F.col("_DUP_HASH").asc(), F.col("SOURCE_FILE").asc_nulls_last(),
+        F.col("_ROW").asc())
+    shared = rows.where(F.col("_DUP_HASH").isNotNull()).select("EPIKEY", "REASON", "_DUP_HASH", "SOURCE_FILE",
+                                                               "_ROW")
+    return (shared.withColumn("_RANK", F.row_number().over(order))
+            .where(F.col("REASON").isNull() & (F.col("_RANK") > 1)).select(F.col("_ROW").alias("_LOSER")))
+
+
+def mark_duplicates(rows: DataFrame, losers: DataFrame, *, broadcast_losers: bool = False) -> DataFrame:
+    """:func:`flag_rows`' result with ``DUPLICATE_EPIKEY`` on the ``losers``: :func:`flag_episodes`' columns."""
+    if broadcast_losers:
+        losers = F.broadcast(losers)
+    joined = rows.join(losers, on=F.col("_ROW") == F.col("_LOSER"), how="left")
+    loser = F.col("_LOSER").isNotNull()
+    keep = [c for c in rows.columns if c not in ("REASON", "FIELD", "VALUE", "INVALID", "FYEAR", "_ROW", "_DUP_HASH")]
+    return joined.select(
+        *keep,
+        F.when(loser, F.lit("DUPLICATE_EPIKEY")).otherwise(F.col("REASON")).alias("REASON"),
+        F.when(loser, F.lit("EPIKEY")).otherwise(F.col("FIELD")).alias("FIELD"),
+        F.when(loser, F.col("EPIKEY")).otherwise(F.col("VALUE")).alias("VALUE"),
+        F.col("INVALID"), F.col("FYEAR"))
+
+
 def flag_episodes(episodes: DataFrame, trust_codes: list[str], *, earliest: dt.date = EARLIEST_DATE,
                   latest: dt.date | None = None, dup_keys: DataFrame | None = None,
                   broadcast_dup_keys: bool = False) -> DataFrame:
@@ -180,31 +246,15 @@ def flag_episodes(episodes: DataFrame, trust_codes: list[str], *, earliest: dt.d
     today) bounds plausible dates.  ``dup_keys`` is :func:`duplicate_keys` of
     the same episodes (computed here when not given); ``broadcast_dup_keys``
     joins it by broadcast, so the wide rows are not shuffled at all.
+
+    The composition of :func:`flag_rows`, :func:`duplicate_losers` and
+    :func:`mark_duplicates` as one plan (it reads ``episodes`` twice);
+    :func:`shmi_spark.hes.prepare.validate_inputs` materialises
+    :func:`flag_rows` once instead.
     """
-    latest = latest or dt.date.today()
-    content = [c for c in episodes.columns if c not in ("_CORRUPT", "SOURCE_FILE")]
-    checked = episodes.withColumn("_PROBLEM", F.coalesce(*episode_checks(trust_codes, earliest=earliest,
-                                                                         latest=latest)))
-    # Duplicate keys are rare: find them with a key-only aggregation (a narrow shuffle),
-    # then order only the rows that share a key; the wide rows are never sorted.
-    if dup_keys is None:
-        dup_keys = duplicate_keys(episodes)
-    if broadcast_dup_keys:
-        dup_keys = F.broadcast(dup_keys)
-    marked = checked.join(dup_keys, on=F.col("EPIKEY") == F.col("_DUP_KEY"), how="left")
-    order = Window.partitionBy("EPIKEY").orderBy(
-        F.col("_PROBLEM").isNotNull().asc(), _content_hash(content).asc(),
-        F.col("SOURCE_FILE").asc_nulls_last())
-    shared = marked.where(F.col("_DUP_KEY").isNotNull())
-    shared = shared.withColumn("_PROBLEM", F.coalesce(F.col("_PROBLEM"), _check(
-        F.row_number().over(order) > 1, "DUPLICATE_EPIKEY", "EPIKEY", F.col("EPIKEY"))))
-    flagged = marked.where(F.col("_DUP_KEY").isNull()).unionByName(shared)
-    last_date = F.coalesce(F.col("DISDATE"), F.col("EPIEND"), F.col("EPISTART"), F.col("ADMIDATE"))
-    return flagged.select(
-        *typed_episode_columns(), F.col("SOURCE_FILE"),
-        F.col("_PROBLEM.REASON").alias("REASON"), F.col("_PROBLEM.FIELD").alias("FIELD"),
-        F.col("_PROBLEM.VALUE").alias("VALUE"), _invalid_list().alias("INVALID"),
-        financial_year(last_date).alias("FYEAR"))
+    rows = flag_rows(episodes, trust_codes, earliest=earliest, latest=latest, dup_keys=dup_keys,
+                     broadcast_dup_keys=broadcast_dup_keys)
+    return mark_duplicates(rows, duplicate_losers(rows))
 
 
 def split_flagged(flagged: DataFrame) -> tuple[DataFrame, DataFrame]:

@@ -114,8 +114,8 @@ INDEX_COLUMNS = (
 
 #: Settings that do not change a spell table (the rest, and the input files, do).
 _NOT_SPELLS = {
-    "spark": {"master", "app_name", "driver_memory", "shuffle_partitions", "ui", "console_progress", "log_level",
-              "local_dir"},  # sizing and logging; spark.extra may change semantics and stays
+    "spark": {"master", "app_name", "driver_memory", "shuffle_partitions", "parallelism", "ui", "console_progress",
+              "log_level", "local_dir"},  # sizing and logging; spark.extra may change semantics and stays
     "method": {"period_end", "period_months", "modelling_window_months", "five_year", "five_year_first",
                "five_year_count", "rescale_expected", "trim_fraction", "min_expected_deaths"},
     "model": None,   # the whole section
