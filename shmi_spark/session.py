@@ -40,7 +40,8 @@ _ALWAYS = {
     "spark.sql.codegen.hugeMethodLimit": "8000",
     "spark.sql.session.timeZone": "UTC",
     # a cached table (the duplicate keys, a period's scored cells) gets adaptive execution's
-    # coalesced partitions too, not spark.sql.shuffle.partitions' 200 nearly empty ones
+    # coalesced partitions too, not all of spark.sql.shuffle.partitions (108 locally at full
+    # scale, 400 on a cluster), nearly empty
     "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.ansi.enabled": "true",
@@ -176,7 +177,7 @@ def executor_environment(spark) -> dict:
     }
 
 
-def size_shuffles(spark, conf, episode_rows: int) -> int | None:
+def size_shuffles(spark, conf: SparkConfig, episode_rows: int) -> int | None:
     """Set ``spark.sql.shuffle.partitions`` from the input's size; returns the number set (None: left alone).
 
     Only in local mode with ``spark.shuffle_partitions = 0`` (the default):
