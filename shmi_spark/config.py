@@ -160,16 +160,19 @@ class ModelConfig:
     # IRLS stops when no coefficient moved more than this; Newton's method converges
     # quadratically, so the estimates are then within ~1e-15 of the MLE.
     tol: float = 1e-8
-    # L2 penalty used when a group shows separation or fails to converge
-    # (degenerate_rule = "ridge"), or for every group if > 0 and rule "always".
+    # What a group whose data separate (or whose design is aliased) gets (model/rules.py):
+    # "ml_limit": the exact limit of the maximum-likelihood fit, what statsmodels or R's
+    #   glm converge to: the separated cells (found by linear programme) at fitted
+    #   probability 0 or 1, the other cells the MLE of their own fit;
+    # "ridge": every level refitted with the L2 penalty ridge_penalty (finite, shrunk);
+    # "firth": Firth's bias-reduced (penalised) likelihood over every level (engine = "grouped");
+    # "crude": the group's crude rate.
+    degenerate_rule: str = "ml_limit"
+    # L2 penalty of the ridge rule, and of the fallback when an unpenalised fit fails numerically
     ridge_penalty: float = 1e-4
-    # "extended_mle": a level where nobody (everybody) died is fixed at
-    #   -separation_logit (+) and the rest is the MLE without its cells (the
-    #   limit of the record-level MLE); other failures refit with ridge_penalty;
-    # "ridge": refit degenerate groups with ridge_penalty;
-    # "crude": degenerate groups fall back to their crude rate.
-    degenerate_rule: str = "extended_mle"
-    separation_logit: float = 25.0
+    # ml_limit: the published coefficients put every separated cell at least this far from 0
+    # on the log-odds (fitted probability within 1/(1+e^40) = 4e-18 of its limit)
+    separation_logit: float = 40.0
     # Groups with fewer deaths than this use their crude rate.
     min_deaths: int = 1
     scheduler_pool: str = "shmi_models"
@@ -380,8 +383,10 @@ def validate_config(cfg: Config) -> None:
         (cfg.model.parallelism >= 1, "model.parallelism", ">= 1"),
         (0 <= cfg.model.batch_parameters <= 4096, "model.batch_parameters", "in [0, 4096]"),
         (cfg.model.engine in {"grouped", "spark_ml"}, "model.engine", "grouped or spark_ml"),
-        (cfg.model.degenerate_rule in {"extended_mle", "ridge", "crude"}, "model.degenerate_rule",
-         "extended_mle, ridge or crude"),
+        (cfg.model.degenerate_rule in {"ml_limit", "ridge", "firth", "crude"}, "model.degenerate_rule",
+         "ml_limit, ridge, firth or crude"),
+        (cfg.model.degenerate_rule != "firth" or cfg.model.engine == "grouped", "model.degenerate_rule",
+         "firth only with model.engine = grouped (Spark ML has no Firth fit)"),
         (cfg.model.separation_logit > 0, "model.separation_logit", "> 0"),
         (cfg.model.max_abs_coef > 0, "model.max_abs_coef", "> 0"),
         (cfg.model.ridge_penalty >= 0, "model.ridge_penalty", ">= 0"),

@@ -267,7 +267,7 @@ def _probabilities(spark, cells_sdf, models):
 
 
 @pytest.mark.parametrize("engine", ["grouped", "spark_ml"])
-@pytest.mark.parametrize("rule", ["extended_mle", "ridge", "crude"])
+@pytest.mark.parametrize("rule", ["ml_limit", "ridge", "crude"])
 def test_degenerate_groups(spark, rule, engine):
     cells = _degenerate_cells(spark)
     models = fit_group_models(spark, cells, config=ModelConfig(degenerate_rule=rule, min_deaths=5,
@@ -278,19 +278,24 @@ def test_degenerate_groups(spark, rule, engine):
     assert d.loc[2, "RULE"] == "crude_rate" and "no deaths" in d.loc[2, "DETAIL"]
     assert d.loc[3, "RULE"] == "crude_rate" and "no survivors" in d.loc[3, "DETAIL"]
     assert d.loc[5, "RULE"] == "crude_rate" and "min_deaths" in d.loc[5, "DETAIL"]
-    assert "separation: AGE_BAND=90+ (0/40 died)" in d.loc[4, "DETAIL"]
-    assert "singular" in d.loc[6, "DETAIL"] or "failed" in d.loc[6, "DETAIL"], d.loc[6, "DETAIL"]
-    want = {"extended_mle": "ridge", "ridge": "ridge", "crude": "crude_rate"}[rule]
-    assert d.loc[6, "RULE"] == want
-    assert d.loc[4, "RULE"] == ("mle_extended" if rule == "extended_mle" else want)
+    if rule == "ml_limit":
+        # the exact limit: the 90+ cell at probability 0, the rest the MLE of the other cells
+        assert d.loc[4, "RULE"] == "mle_limit", d.loc[4, "DETAIL"]
+        assert "separation: 1 of 6 cells (40 spells, 0 deaths) at their limit" in d.loc[4, "DETAIL"]
+        assert "it runs through AGE_BAND=90+;" in d.loc[4, "DETAIL"]
+        # collinear: R's glm aliases the later column; the fitted probabilities are the MLE's
+        assert d.loc[6, "RULE"] == "mle" and "aliased among the cells fitted, no parameter (estimate 0): " \
+            "ADMIMETH_CAT=non-elective" in d.loc[6, "DETAIL"]
+    else:
+        want = {"ridge": "ridge", "crude": "crude_rate"}[rule]
+        assert d.loc[4, "RULE"] == d.loc[6, "RULE"] == want
+        assert "separation: 1 of 6 cells" in d.loc[4, "DETAIL"] and "aliased" in d.loc[6, "DETAIL"]
+    assert not d["DETAIL"].str.contains("Error").any()
     c = models.coefficients
     assert np.isfinite(c["ESTIMATE"]).all()
-    if rule == "extended_mle" and engine == "spark_ml":
-        # batch 1 = groups 1, 4, 6 is singular (group 6): split in halves, 1 and 4 refitted as 1.1
-        assert d.loc[1, "BATCH"] == d.loc[4, "BATCH"] == "1.1" and pd.isna(d.loc[6, "BATCH"])
-    if rule == "extended_mle":
+    if rule == "ml_limit":
         sep = c[(c["DIAG_GROUP"] == 4) & (c["TERM"] == "AGE_BAND") & (c["LEVEL"] == "90+")]
-        assert sep["ESTIMATE"].item() == -25.0 and sep["STD_ERROR"].isna().all()
+        assert sep["ESTIMATE"].item() < -40 + 3 and sep["STD_ERROR"].isna().all()
         fitted = c[(c["DIAG_GROUP"] == 4) & (c["TERM"] == "AGE_BAND") & ~c["REFERENCE"] & (c["LEVEL"] != "90+")]
         assert fitted["STD_ERROR"].notna().all()
     if rule == "ridge":
@@ -307,7 +312,10 @@ def test_degenerate_groups(spark, rule, engine):
     o = scored.groupby("DIAG_GROUP")["DEATHS"].sum()
     for g in (1, 2, 3, 5):
         assert e[g] == pytest.approx(o[g], rel=1e-6, abs=1e-9)
-    assert e[4] == pytest.approx(o[4], rel=1e-6 if rule == "extended_mle" else 0.02)
+    for g in (4, 6):  # the MLE (and its limit) gives each level its observed deaths
+        assert e[g] == pytest.approx(o[g], rel=1e-6 if rule == "ml_limit" else 0.02)
+    if rule == "ml_limit":
+        assert by_g.max()[4] > 0 and scored.loc[scored["AGE_BAND"] == "90+", "P_EXPECTED"].max() < 1e-15
 
 
 def test_huge_coefficient_triggers_rule(spark):
@@ -381,9 +389,9 @@ def test_grouped_engine_equals_spark_ml_alone(spark, equivalence_world):
     _assert_same_models(alone, grouped)
 
 
-@pytest.mark.parametrize("rule", ["extended_mle", "ridge"])
+@pytest.mark.parametrize("rule", ["ml_limit", "ridge"])
 def test_grouped_engine_equals_spark_ml_on_degenerate_groups(spark, rule):
-    """Separation, the extended MLE, a singular group refitted with ridge: both engines agree."""
+    """Separation, the ML limit, an aliased group, the ridge refits: both engines agree."""
     cells = _degenerate_cells(spark)
     settings = dict(degenerate_rule=rule, min_deaths=5)
     alone = fit_group_models(spark, cells, config=_spark_ml(batch_parameters=0, **settings))
@@ -414,25 +422,26 @@ def test_batch_small_enough_is_split(spark, equivalence_world):
 
 
 def test_non_converging_group_leaves_its_batch(spark):
-    """Quasi-separation no single level shows (all died in (70-74, female), none in (60-64, male)):
-    the batch does not converge, the culprit is fitted alone (ridge), the rest refitted as batch 1.1."""
+    """A group whose batch estimate is not accepted (here a coefficient above max_abs_coef, near
+    separation: 59 of 60 died in (70-74, female)) is fitted alone (ridge); the rest refitted as batch 1.1."""
     base = _degenerate_cells(spark).where("DIAG_GROUP = 1").toPandas()
     rows = []
     for g in (1, 8):
         rows.append(base.assign(DIAG_GROUP=g, DEATHS=base["DEATHS"] + (g == 8) * 3))
-    rows.append(_cells([(7, "60-64", "male", "elective", 200, 0), (7, "60-64", "female", "elective", 200, 30),
-                        (7, "70-74", "male", "elective", 200, 40), (7, "70-74", "female", "elective", 60, 60)]))
+    rows.append(_cells([(7, "60-64", "male", "elective", 200, 2), (7, "60-64", "female", "elective", 200, 30),
+                        (7, "70-74", "male", "elective", 200, 40), (7, "70-74", "female", "elective", 60, 59)]))
     cells = spark.createDataFrame(pd.concat(rows).astype({"SPELLS": "int64", "DEATHS": "int64",
                                                           "ADM_MONTH": "int32", "YEAR_INDEX": "int32",
                                                           "DIAG_GROUP": "int32"}))
-    models = fit_group_models(spark, cells, config=_spark_ml())
+    models = fit_group_models(spark, cells, config=_spark_ml(max_abs_coef=4.0, max_iter=5))
     d = models.diagnostics.set_index("DIAG_GROUP")
     assert d.loc[7, "RULE"] == "ridge" and pd.isna(d.loc[7, "BATCH"]), d.loc[7, "DETAIL"]
+    assert "|coefficient| > 4" in d.loc[7, "DETAIL"]
     assert list(d.loc[[1, 8], "RULE"]) == ["mle", "mle"] and list(d.loc[[1, 8], "BATCH"]) == ["1.1", "1.1"]
-    alone = fit_group_models(spark, cells, config=_spark_ml(batch_parameters=0))
+    alone = fit_group_models(spark, cells, config=_spark_ml(batch_parameters=0, max_abs_coef=4.0, max_iter=5))
     np.testing.assert_allclose(models.coefficients["ESTIMATE"], alone.coefficients["ESTIMATE"],
                                rtol=0, atol=1e-9)
-    _assert_same_models(alone, fit_group_models(spark, cells, config=ModelConfig()))
+    _assert_same_models(alone, fit_group_models(spark, cells, config=ModelConfig(max_abs_coef=4.0, max_iter=5)))
 
 
 def test_pack_batches():
@@ -451,36 +460,31 @@ def test_pack_batches():
 
 
 def test_group_designs_from_counts():
-    """A group's encoding from its level counts alone: reference, fixed separated levels, notes."""
+    """A group's encoding from its level counts alone: levels, reference, features, notes."""
     one = {"SEX_CAT": "male", "ADMIMETH_CAT": "elective", "ADM_MONTH": "1", "YEAR_INDEX": "1",
            "CHARLSON_BAND": "0", "BIRWEIT_BAND": "n/a"}
     rows = [(1, "AGE_BAND", "70-74", 100, 20), (1, "AGE_BAND", "90+", 40, 0), (1, "AGE_BAND", "60-64", 100, 10)]
     rows += [(1, t, lv, 240, 30) for t, lv in one.items()]
-    # group 2: every AGE_BAND level separated (the extended MLE does not apply)
     rows += [(2, "AGE_BAND", "60-64", 30, 0), (2, "AGE_BAND", "70-74", 20, 20)]
     rows += [(2, t, "female" if t == "SEX_CAT" else lv, 50, 20) for t, lv in one.items()]
     counts = pd.DataFrame(rows, columns=["DIAG_GROUP", "TERM", "LEVEL", "SPELLS", "DEATHS"]).assign(N_CELLS=1)
-    d1, d2 = group_designs(counts, separation_logit=25.0)
+    d1, d2 = group_designs(counts)
     assert (d1.group, d1.spells, d1.deaths, d1.n_cells) == (1, 240, 30, 3)
     assert [lv for lv, _, _ in d1.levels["AGE_BAND"]] == ["60-64", "70-74", "90+"]
     assert d1.reference["AGE_BAND"] == "60-64"  # 100 spells each: the first in natural order
-    assert d1.features == [("AGE_BAND", "70-74")] and d1.fixed == {("AGE_BAND", "90+"): -25.0}
-    assert d1.separated == ["AGE_BAND=90+ (0/40 died)"] and not d1.unresolved
-    assert "BIRWEIT_BAND" not in d1.levels and d1.n_params == 2
+    assert d1.features == [("AGE_BAND", "70-74"), ("AGE_BAND", "90+")]
+    assert d1.separated == ["AGE_BAND=90+ (0/40 died)"] and d1.limit is None
+    assert "BIRWEIT_BAND" not in d1.levels and d1.n_params == 3
     assert d1.notes == ["levels absent, dropped: SEX_CAT{female}",
                         "single-level terms, no parameter: SEX_CAT=male ADMIMETH_CAT=elective ADM_MONTH=1 "
                         "YEAR_INDEX=1 CHARLSON_BAND=0"]
-    assert d2.unresolved and d2.features == [] and set(d2.fixed) == {("AGE_BAND", "60-64"), ("AGE_BAND", "70-74")}
-    # the penalised refit, and the rules other than extended_mle, estimate every level
-    assert d1.without_fixed().features == [("AGE_BAND", "70-74"), ("AGE_BAND", "90+")]
-    assert d1.without_fixed().fixed == {}
-    plain = group_designs(counts)[0]
-    assert plain.fixed == {} and plain.features == [("AGE_BAND", "70-74"), ("AGE_BAND", "90+")]
-    assert plain.separated == d1.separated
+    assert d2.features == [("AGE_BAND", "70-74")] and d2.reference["AGE_BAND"] == "60-64"
+    with pytest.raises(ValueError, match="not been examined"):
+        d1.mle_form()
 
 
-def test_fewer_cells_than_parameters_is_singular(spark):
-    """Three cells, four parameters, no separated level: never accepted as an MLE, never batched."""
+def test_fewer_cells_than_parameters_is_aliased(spark):
+    """Three cells, four parameters: the later column is aliased (R's glm: NA), the rest the MLE, batched."""
     rows = [(9, "60-64", "male", "elective", 20, 5), (9, "70-74", "female", "elective", 20, 5),
             (9, "60-64", "female", "non-elective", 20, 5)]
     base = _degenerate_cells(spark).where("DIAG_GROUP = 1").toPandas()
@@ -489,8 +493,10 @@ def test_fewer_cells_than_parameters_is_singular(spark):
          "DIAG_GROUP": "int32"}))
     models = fit_group_models(spark, cells, config=_spark_ml())
     d = models.diagnostics.set_index("DIAG_GROUP")
-    assert d.loc[9, "RULE"] == "ridge" and "singular design" in d.loc[9, "DETAIL"], d.loc[9, "DETAIL"]
-    assert pd.isna(d.loc[9, "BATCH"]) and list(d.loc[[1, 8], "BATCH"]) == ["1", "1"]
+    assert d.loc[9, "RULE"] == "mle" and "aliased" in d.loc[9, "DETAIL"], d.loc[9, "DETAIL"]
+    assert d.loc[9, "N_PARAMS"] == 3 and list(d.loc[[1, 8, 9], "BATCH"]) == ["1", "1", "1"]
     grouped = fit_group_models(spark, cells, config=ModelConfig())
-    assert grouped.diagnostics.set_index("DIAG_GROUP").loc[9, "RULE"] == "ridge"
+    assert grouped.diagnostics.set_index("DIAG_GROUP").loc[9, "RULE"] == "mle"
     _assert_same_models(fit_group_models(spark, cells, config=_spark_ml(batch_parameters=0)), grouped)
+    ridge = fit_group_models(spark, cells, config=ModelConfig(degenerate_rule="ridge"))
+    assert ridge.diagnostics.set_index("DIAG_GROUP").loc[9, "RULE"] == "ridge"

@@ -236,3 +236,18 @@ def test_same_input_same_numbers_whatever_the_partitioning(spark, run_all, world
     first_spells = spark.read.parquet(str(out / "spells"))
     other_spells = spark.read.parquet(str(tmp_path / "other" / "spells"))
     assert first_spells.exceptAll(other_spells).count() == 0 and other_spells.exceptAll(first_spells).count() == 0
+
+
+def test_models_are_the_maximum_likelihood_limit(spark, run_all):
+    """Every group's fitted cell probabilities equal a long-run record-level IRLS (model.limit_check)
+    to 1e-6, every trust's expected deaths to 1e-4 relative, and no diagnostics row names an exception."""
+    from shmi_spark.model.limit_check import check_run_period
+
+    out, summary = run_all
+    spells = spark.read.parquet(str(out / "spells"))
+    for p in summary["periods"]:
+        result = check_run_period(spells, out, p["period"], dt.date.fromisoformat(str(p["window_start"])),
+                                  dt.date.fromisoformat(str(p["window_end"])))
+        assert result["max_cell_difference"] < 1e-6, result
+        assert result["max_trust_relative_difference"] < 1e-4, result
+        assert result["exceptions"] == 0 and "mle_limit" in result["rules"], result

@@ -16,7 +16,7 @@ def test_contrasts_against_the_fitted_reference():
                            (7, "SEX_CAT", "male", 0.25, 0.05, False), (7, "YEAR_INDEX", "1", 0.0, None, True),
                            (7, "YEAR_INDEX", "2", 0.4, 0.1, False)],
                           columns=["DIAG_GROUP", "TERM", "LEVEL", "ESTIMATE", "STD_ERROR", "REFERENCE"])
-    diag = pd.DataFrame({"DIAG_GROUP": [7], "DEATHS": [900], "RULE": ["mle_extended"]})
+    diag = pd.DataFrame({"DIAG_GROUP": [7], "DEATHS": [900], "RULE": ["mle_limit"]})
     got = coefficient_recovery(fitted, diag, truth, first_year=2005).set_index("TERM")
     assert got.loc["SEX_CAT", "TRUE_CONTRAST"] == pytest.approx(0.2)
     assert got.loc["SEX_CAT", "Z"] == pytest.approx((0.25 - 0.2) / 0.05)

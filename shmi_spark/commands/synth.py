@@ -3,7 +3,8 @@
 Writes DIR/hes_apc/FYEAR=xxyy/part-NNNNN.parquet (episodes, all columns strings),
 DIR/ons_deaths/part-00000.parquet, DIR/reference/ (trusts.csv and copies of the
 diagnosis-group and Charlson files) and DIR/truth/ (params.json, coefficients.csv,
-trust_effects.csv, planted_outliers.csv, trust_year_counts.csv, summary.json, ...).
+trust_effects.csv, planted_outliers.csv, trust_year_counts.csv, trust_year_casemix.csv,
+trust_profiles.csv, summary.json, ...).
 --admissions is the number of analysis admissions (acute-trust spells that survive
 METHOD.md §2's exclusions; 36500000 is the paper's full scale).  The same seed and
 N give byte-identical files whatever the number of workers.
@@ -34,7 +35,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--end", default="2010-09-30", help="window end (default 2010-09-30)")
     parser.add_argument("--workers", type=int, default=2, metavar="W", help="worker processes (default 2)")
     parser.add_argument("--check", action="store_true",
-                        help="print Tables 2 and 3 of the world beside the paper's figures")
+                        help="print Tables 2 and 3 of the world beside the paper's figures, and per financial "
+                             "year the R² of the trusts' crude on expected death rate and their sizes")
 
 
 def _date(text: str, what: str) -> date:
@@ -89,8 +91,9 @@ def run(args) -> int:
     if summary is None:
         return 1
     if args.check:
-        from shmi_spark.synth.check import calibration_tables, format_calibration
+        from shmi_spark.synth.check import calibration_tables, casemix_fit, format_calibration, format_casemix
         print(format_calibration(calibration_tables(summary["_calibration"])))
+        print(format_casemix(casemix_fit(summary["_casemix"])))
     sk = summary["spells_by_kind"]
     print(f"shmi synth: wrote {summary['episode_rows_written']:,} episode rows, "
           f"{sum(sk.values()):,} spells ({sk['analysis']:,} analysis, {summary['analysis_deaths']:,} deaths), "

@@ -105,7 +105,8 @@ def compute_period(spark: SparkSession, cfg: Config, spells: DataFrame, period: 
     cells = covariate_cells(spells, window_start=period.window_start, window_end=period.window_end,
                             invalid_group=m.invalid_diagnosis_group)
     models = fit_group_models(spark, cells, config=cfg.model, groups_meta=lookup.groups[["DIAG_GROUP", "LABEL"]])
-    for name, table in (("coefficients", models.coefficients), ("diagnostics", models.diagnostics)):
+    for name, table in (("coefficients", models.coefficients), ("diagnostics", models.diagnostics),
+                        ("separated_cells", models.separated)):
         write_table(spark, table, model_folder(out, period), name)
     seconds_models = time.perf_counter() - t0
 

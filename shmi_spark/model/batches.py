@@ -18,8 +18,8 @@ a few thousand cells the job overhead, not the arithmetic, was the cost (about
 that to about ten jobs per batch.
 
 The design is built once for all batches, in Spark: a broadcast join of the
-groups' fit cells (:func:`shmi_spark.model.design.fit_cells`: the cells of a
-separated, fixed level are left out, as in the per-group fit) with a small
+groups' fit cells (:func:`shmi_spark.model.design.fit_cells`: a group's
+separated cells are left out, as in the per-group fit) with a small
 per-group table (batch, the group's position in it, the map from
 ``TERM=LEVEL`` to the level's column within the term's block), then one
 ``OneHotEncoder`` per term whose sizes come from column metadata (no pass over

@@ -14,13 +14,13 @@ the spell and death counts per (group, term, level) of the covariate cells
 * a term with one level in the group has no parameter (its level is reported
   as the reference);
 * ``BIRWEIT_BAND`` enters only for groups with a level other than ``n/a``;
-* a level where nobody or everybody died is *separated*.  Under the
-  extended-MLE rule (``separation_logit > 0``) it is *fixed* at
-  ∓``separation_logit`` on the log-odds, is not a feature, and its cells are
-  left out of the fit: :func:`fit_cells` is the one definition of the cells
-  that enter a group's fit, used by the single-group fit and by the batches.
-  A feature level none of whose spells is left in those cells has no data and
-  no parameter (:func:`drop_emptied_levels`).
+* whether the data separate is not decided from the counts: it takes the
+  group's cells (:mod:`shmi_spark.model.separation`).  Once they are examined
+  the design carries its :class:`Limit` — the separated cells (by
+  :func:`cell_key`), a direction that separates them, and the features aliased
+  among the remaining cells — and :meth:`GroupDesign.mle_form` is the design
+  of the maximum-likelihood fit; :func:`fit_cells` is the one definition of
+  the cells that enter a fit, used by the single-group fit and by the batches.
 
 Used by :mod:`shmi_spark.model.batches` and :mod:`shmi_spark.model.fit`;
 :data:`TERMS`, :data:`INTERCEPT` and :data:`CRUDE_RATE` name the terms of the
@@ -42,8 +42,8 @@ from shmi_spark.model.cells import COVARIATES, level_expr
 
 __all__ = [
     "TERMS", "INTERCEPT", "CRUDE_RATE", "NA_LEVEL", "PERINATAL_TERM",
-    "GroupDesign", "Estimates", "level_sort_key", "level_key", "level_key_expr",
-    "group_level_counts", "group_designs", "fit_cells", "drop_emptied_levels",
+    "GroupDesign", "Estimates", "level_sort_key", "level_key", "split_level_key", "level_key_expr",
+    "group_level_counts", "group_designs", "cell_key", "cell_levels", "cell_key_expr", "fit_cells", "Limit",
 ]
 
 # The model terms, in the order of the cells table and of the coefficients table.
@@ -55,8 +55,9 @@ NA_LEVEL = "n/a"
 PERINATAL_TERM = "BIRWEIT_BAND"
 
 _LEADING_NUMBER = re.compile(r"^([<>]?)(\d+(?:\.\d+)?)")
-# separates term and level in a level key (a character no level contains)
+# separates term and level in a level key, and the levels in a cell key (characters no level contains)
 _KEY_SEPARATOR = "\u0001"
+_CELL_SEPARATOR = "\u0002"
 
 
 def level_sort_key(level: object) -> tuple[int, float, str]:
@@ -79,17 +80,58 @@ def level_key(term: str, level: str) -> str:
     return f"{term}{_KEY_SEPARATOR}{level}"
 
 
+def split_level_key(key: str) -> tuple[str, str]:
+    """(term, level) of a :func:`level_key`."""
+    term, level = key.split(_KEY_SEPARATOR, 1)
+    return term, level
+
+
 def level_key_expr(term: str) -> Column:
     """:func:`level_key` of a cell's level of ``term``, as a Column."""
     return F.concat(F.lit(term + _KEY_SEPARATOR), level_expr(term))
 
 
+@dataclass(frozen=True)
+class Limit:
+    """Where a group's data separate (:mod:`shmi_spark.model.separation`), found from its cells.
+
+    ``cells``: the cell key (:func:`cell_key`) of each separated cell → its
+    limit probability (0.0 nobody died, 1.0 everybody did); ``direction``:
+    the nonzero components of a direction that separates them, by parameter
+    key (:data:`INTERCEPT` or :func:`level_key`); ``aliased``: the features
+    that are combinations of earlier ones among the remaining cells (no
+    parameter in their fit); ``spells`` and ``deaths`` of the separated cells;
+    ``failed``: why the cells could not be examined (a numerical failure), or "".
+    """
+
+    cells: dict[str, float] = field(default_factory=dict)
+    direction: dict[str, float] = field(default_factory=dict)
+    aliased: tuple[tuple[str, str], ...] = ()
+    spells: int = 0
+    deaths: int = 0
+    # the numerical failure that kept the cells from being examined ("" when they were)
+    failed: str = ""
+
+    def as_json(self) -> dict:
+        return {"cells": self.cells, "direction": self.direction, "aliased": [list(a) for a in self.aliased],
+                "spells": self.spells, "deaths": self.deaths, "failed": self.failed}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> Limit:
+        return cls(cells={str(k): float(v) for k, v in obj["cells"].items()},
+                   direction={str(k): float(v) for k, v in obj["direction"].items()},
+                   aliased=tuple((str(t), str(lv)) for t, lv in obj["aliased"]),
+                   spells=int(obj["spells"]), deaths=int(obj["deaths"]), failed=str(obj["failed"]))
+
+
 @dataclass
 class GroupDesign:
-    """One group's encoding: its levels, references, features and fixed (separated) levels.
+    """One group's encoding: its levels, references and features, and where its data separate.
 
     ``features`` are the (term, level) pairs that get a parameter, in the order
-    of the group's coefficient vector after the intercept.
+    of the group's coefficient vector after the intercept.  ``limit`` is set
+    once the group's cells have been examined (:func:`shmi_spark.model.grouped.limit_of`);
+    :meth:`mle_form` is then the design the maximum-likelihood fit takes.
     """
 
     group: int
@@ -102,15 +144,11 @@ class GroupDesign:
     features: list[tuple[str, str]] = field(default_factory=list)
     # what the diagnostics' DETAIL says about the encoding
     notes: list[str] = field(default_factory=list)
-    # separated levels as reported: "TERM=LEVEL (deaths/spells died)"
+    # levels where nobody or everybody died: "TERM=LEVEL (deaths/spells died)" (a sign, not the rule)
     separated: list[str] = field(default_factory=list)
-    # (term, level) -> fixed log-odds contrast of a separated level (extended MLE)
-    fixed: dict[tuple[str, str], float] = field(default_factory=dict)
-    # a term with every level separated: the extended MLE does not apply
-    unresolved: bool = False
-    # cells that enter the fit (:func:`fit_cells`), once :func:`drop_emptied_levels`
-    # has counted them; None: not counted (the fit then uses all ``n_cells``)
-    n_fit_cells: int | None = None
+    limit: Limit | None = None
+    # cell keys left out of this design's fit (the separated cells, in :meth:`mle_form`)
+    excluded: frozenset[str] = frozenset()
 
     @property
     def n_params(self) -> int:
@@ -120,26 +158,20 @@ class GroupDesign:
     @property
     def rank_deficient(self) -> bool:
         """Fewer cells than parameters: the design cannot have full rank."""
-        cells = self.n_cells if self.n_fit_cells is None else self.n_fit_cells
-        return cells < self.n_params
+        return self.n_cells - len(self.excluded) < self.n_params
 
-    def without_fixed(self) -> GroupDesign:
-        """The same group with every level estimated (for a penalised refit): no fixed levels."""
-        features, reference = [], {}
-        for term, rows in self.levels.items():
-            ref = max(rows, key=lambda x: x[1])[0]
-            reference[term] = ref
-            if len(rows) > 1:
-                features += [(term, lv) for lv, _, _ in rows if lv != ref]
-        return dataclasses.replace(self, features=features, reference=reference, fixed={})
+    @property
+    def degenerate(self) -> bool:
+        """The data separate, or a feature is aliased: the plain MLE does not exist."""
+        return self.limit is not None and bool(self.limit.cells or self.limit.aliased or self.limit.failed)
 
-    def without_levels(self, emptied: list[tuple[str, str]]) -> GroupDesign:
-        """The same group without the features ``emptied`` (no spells left to fit them), noted."""
-        if not emptied:
-            return self
-        notes = self.notes + ["no spells left once separated cells are set aside, no parameter: "
-                              + " ".join(f"{t}={lv}" for t, lv in emptied)]
-        return dataclasses.replace(self, features=[f for f in self.features if f not in emptied], notes=notes)
+    def mle_form(self) -> GroupDesign:
+        """The design of the maximum-likelihood fit: without the separated cells and the aliased features."""
+        if self.limit is None:
+            raise ValueError(f"group {self.group}: its cells have not been examined for separation")
+        aliased = set(self.limit.aliased)
+        return dataclasses.replace(self, features=[f for f in self.features if f not in aliased],
+                                   excluded=frozenset(self.limit.cells))
 
 
 @dataclass(frozen=True)
@@ -179,12 +211,8 @@ def group_level_counts(cells: DataFrame) -> pd.DataFrame:
     return counts.toPandas()
 
 
-def group_designs(level_counts: pd.DataFrame, separation_logit: float = 0.0) -> list[GroupDesign]:
-    """Every group's design from :func:`group_level_counts`, in group order.
-
-    ``separation_logit`` > 0 fixes separated levels (extended MLE); 0 leaves
-    them in the design (the ridge and crude rules decide after the fit).
-    """
+def group_designs(level_counts: pd.DataFrame) -> list[GroupDesign]:
+    """Every group's design from :func:`group_level_counts`, in group order (no ``limit`` yet)."""
     all_levels = {t: sorted(level_counts.loc[level_counts["TERM"] == t, "LEVEL"].astype(str).unique(),
                             key=level_sort_key) for t in TERMS}
     # (group, term) -> [(level, spells, deaths, cells)], one pass over the counts
@@ -213,22 +241,11 @@ def group_designs(level_counts: pd.DataFrame, separation_logit: float = 0.0) -> 
                 d.reference[term] = rows[0][0]
                 single.append(f"{term}={rows[0][0]}")
                 continue
-            # a level where nobody (or everybody) died: quasi-complete separation
-            separated = [(lv, s, dth) for lv, s, dth in rows if dth == 0 or dth == s]
-            fitted = [r for r in rows if r not in separated] if separation_logit else rows
-            for lv, s, dth in separated:
-                d.separated.append(f"{term}={lv} ({dth}/{s} died)")
-                if separation_logit:
-                    d.fixed[(term, lv)] = -separation_logit if dth == 0 else separation_logit
-            if not fitted:
-                d.unresolved = True
-                fitted = rows
+            d.separated += [f"{term}={lv} ({dth}/{s} died)" for lv, s, dth in rows if dth == 0 or dth == s]
             # most populous level; ties -> first in natural order (rows are sorted)
-            ref = max(fitted, key=lambda x: x[1])[0]
+            ref = max(rows, key=lambda x: x[1])[0]
             d.reference[term] = ref
-            for lv, _, _ in fitted:
-                if lv != ref and (term, lv) not in d.fixed:
-                    d.features.append((term, lv))
+            d.features += [(term, lv) for lv, _, _ in rows if lv != ref]
         if absent:
             d.notes.append("levels absent, dropped: " + " ".join(absent))
         if single:
@@ -237,50 +254,30 @@ def group_designs(level_counts: pd.DataFrame, separation_logit: float = 0.0) -> 
     return designs
 
 
+def cell_key(levels: list[str]) -> str:
+    """A cell's key: its level of every term of :data:`TERMS`, in order (:func:`cell_key_expr`)."""
+    return _CELL_SEPARATOR.join(levels)
+
+
+def cell_levels(key: str) -> dict[str, str]:
+    """The levels of a :func:`cell_key`, by term."""
+    return dict(zip(TERMS, key.split(_CELL_SEPARATOR), strict=True))
+
+
+def cell_key_expr() -> Column:
+    """:func:`cell_key` of a cells-table row, as a Column."""
+    return F.concat_ws(_CELL_SEPARATOR, *[level_expr(t) for t in TERMS])
+
+
 def fit_cells(cells: DataFrame, designs: list[GroupDesign]) -> DataFrame:
-    """The designs' cells that enter their fits: every cell of the groups but those in a fixed level.
+    """The designs' cells that enter their fits: every cell of the groups but those ``excluded``.
 
     ``cells`` has ``DIAG_GROUP``, the covariates, ``SPELLS`` and ``DEATHS``;
     groups without a design are left out.
     """
-    fixed = cells.sparkSession.createDataFrame(
-        [(d.group, {level_key(t, lv): True for (t, lv) in d.fixed}) for d in designs],
-        schema="DIAG_GROUP int, FIXED_LEVELS map<string,boolean>")
-    joined = cells.join(F.broadcast(fixed), on="DIAG_GROUP", how="inner")
-    in_fixed = F.coalesce(*[F.try_element_at(F.col("FIXED_LEVELS"), level_key_expr(t)) for t in TERMS])
-    return joined.where(in_fixed.isNull()).drop("FIXED_LEVELS")
-
-
-def _fit_level_counts(cells: DataFrame, designs: list[GroupDesign]) -> pd.DataFrame:
-    """``SPELLS`` and ``N_CELLS`` per (group, term, level) among the :func:`fit_cells`, one small job."""
-    exploded = fit_cells(cells, designs).select(
-        "DIAG_GROUP", F.explode(_term_level_pairs()).alias("TERM_LEVEL"), "SPELLS")
-    return (exploded.groupBy("DIAG_GROUP", F.col("TERM_LEVEL.TERM").alias("TERM"),
-                             F.col("TERM_LEVEL.LEVEL").alias("LEVEL"))
-            .agg(F.sum("SPELLS").cast("long").alias("SPELLS"),
-                 F.count(F.lit(1)).cast("long").alias("N_CELLS"))
-            .toPandas())
-
-
-def drop_emptied_levels(cells: DataFrame, designs: list[GroupDesign]) -> list[GroupDesign]:
-    """Designs whose features left without spells by the fixed levels' cells are dropped (noted),
-    and with ``n_fit_cells`` counted; one small Spark job for all of them.
-
-    Only designs with fixed levels and features change; an emptied level's
-    coefficient is reported as 0, like a reference level.
-    """
-    with_fixed = [d for d in designs if d.fixed and d.features]
-    if not with_fixed:
-        return designs
-    counts = _fit_level_counts(cells, with_fixed)
-    spells = {(int(r.DIAG_GROUP), r.TERM, r.LEVEL): int(r.SPELLS)
-              for r in counts.itertuples()}
-    # every cell has one level of the first term: its counts add up to the group's fit cells
-    n_fit_cells = counts[counts["TERM"] == TERMS[0]].groupby("DIAG_GROUP")["N_CELLS"].sum()
-    out = []
-    for d in designs:
-        if d.fixed and d.features:
-            d = d.without_levels([f for f in d.features if not spells.get((d.group, *f))])
-            d = dataclasses.replace(d, n_fit_cells=int(n_fit_cells.get(d.group, 0)))
-        out.append(d)
-    return out
+    excluded = cells.sparkSession.createDataFrame(
+        [(d.group, {k: True for k in d.excluded}) for d in designs],
+        schema="DIAG_GROUP int, EXCLUDED_CELLS map<string,boolean>")
+    joined = cells.join(F.broadcast(excluded), on="DIAG_GROUP", how="inner")
+    out = F.try_element_at(F.col("EXCLUDED_CELLS"), cell_key_expr())
+    return joined.where(out.isNull()).drop("EXCLUDED_CELLS")

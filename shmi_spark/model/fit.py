@@ -7,23 +7,28 @@ covariate cells (:mod:`shmi_spark.model.cells`) with Spark ML's
 ``DEATHS / SPELLS``, weight ``SPELLS``.  The weighted binomial likelihood of
 the cells is the record-level likelihood, so the estimates are exactly the
 record-level MLE (IRLS to ``config.tol`` on the coefficients).  Each group's
-encoding — its levels, reference levels, separated levels — is its
+encoding — its levels, reference levels, features — is its
 :class:`~shmi_spark.model.design.GroupDesign` (:mod:`shmi_spark.model.design`),
-decided from the cells' counts before any fit.
+decided from the cells' counts before any fit; where its data separate, and
+which features are aliased, is decided from its cells
+(:mod:`shmi_spark.model.separation`, a linear programme per group).
 
 The rules (METHOD.md §5: levels with no spells, groups with no deaths and
-separation must not crash or give silent nonsense) are in
-:mod:`shmi_spark.model.rules`, whatever fits the groups.  Two engines
-(``config.engine``) fit them, with the same answer to rounding (1e-9):
+separation must not crash or give silent nonsense; by default the exact
+limit of the maximum-likelihood fit) are in :mod:`shmi_spark.model.rules`,
+whatever fits the groups.  Two engines (``config.engine``) fit them, with the
+same answer to rounding (1e-9):
 
 * ``"grouped"`` (the default, :mod:`shmi_spark.model.grouped`): one Spark job
   for all groups — the cells grouped by ``DIAG_GROUP`` in a grouped-map pandas
-  UDF, each group fitted where its cells are by Spark ML's IRLS algorithm in
-  numpy (:mod:`shmi_spark.model.irls`).  Its cost grows with the cells, not
-  with the number of groups or of degenerate rules.
-* ``"spark_ml"``: Spark ML's ``GeneralizedLinearRegression`` itself, in the
-  batches below and, for the rest, one group at a time (one Spark job per
-  IRLS iteration); the reference the other is tested against.
+  UDF, each group examined for separation and fitted where its cells are by
+  Spark ML's IRLS algorithm in numpy (:mod:`shmi_spark.model.irls`).  Its cost
+  grows with the cells, not with the number of groups or of degenerate rules.
+* ``"spark_ml"``: Spark ML's ``GeneralizedLinearRegression`` itself, after one
+  Spark job that examines every group's cells for separation
+  (:func:`~shmi_spark.model.grouped.examine_groups`), in the batches below
+  and, for the rest, one group at a time (one Spark job per IRLS iteration);
+  the reference the other is tested against.  It has no Firth fit.
 
 Batching (``"spark_ml"``, :mod:`shmi_spark.model.batches`): a fit of a few thousand cells is
 one small Spark job per IRLS iteration, so with ~140 groups the job overhead,
@@ -53,6 +58,10 @@ binomial standard error.
 ``diagnostics`` — one row per group: ``DIAG_GROUP, SPELLS, DEATHS, N_CELLS,
 N_PARAMS, ITERATIONS, CONVERGED, BATCH, RULE, DETAIL, SECONDS`` (+ the columns
 of ``groups_meta``, e.g. a group label, when given).
+
+``separated`` — one row per cell set at its limit by the ``ml_limit`` rule:
+``DIAG_GROUP``, the cell's level of every term, ``LIMIT`` (0.0 nobody died,
+1.0 everybody did).
 """
 
 from __future__ import annotations
@@ -60,7 +69,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -90,14 +99,12 @@ from shmi_spark.model.design import (
     TERMS,
     Estimates,
     GroupDesign,
-    drop_emptied_levels,
     fit_cells,
     group_designs,
     group_level_counts,
     level_sort_key,
 )
-from shmi_spark.model.grouped import fit_groups, spark_job
-from shmi_spark.model.irls import DegenerateDesign
+from shmi_spark.model.grouped import examine_groups, fit_groups, spark_job
 from shmi_spark.model.rules import (
     MAX_STD_ERROR,
     GroupFit,
@@ -106,24 +113,26 @@ from shmi_spark.model.rules import (
     mle_result,
     needs_fit,
     rule_without_fit,
-    tries_mle,
 )
 
-__all__ = ["COEF_COLUMNS", "DIAG_COLUMNS", "MAX_STD_ERROR", "GroupModels", "GroupFit", "fit_group_models"]
+__all__ = ["COEF_COLUMNS", "DIAG_COLUMNS", "SEPARATED_COLUMNS", "MAX_STD_ERROR", "GroupModels", "GroupFit",
+           "fit_group_models"]
 
 log = logging.getLogger(__name__)
 
 COEF_COLUMNS = ["DIAG_GROUP", "TERM", "LEVEL", "ESTIMATE", "STD_ERROR", "REFERENCE"]
 DIAG_COLUMNS = ["DIAG_GROUP", "SPELLS", "DEATHS", "N_CELLS", "N_PARAMS", "ITERATIONS",
                 "CONVERGED", "BATCH", "RULE", "DETAIL", "SECONDS"]
+SEPARATED_COLUMNS = ["DIAG_GROUP", *TERMS, "LIMIT"]
 
 
 @dataclass
 class GroupModels:
-    """The fitted models: pandas ``coefficients`` and ``diagnostics`` (see module doc)."""
+    """The fitted models: pandas ``coefficients``, ``diagnostics`` and ``separated`` (see module doc)."""
 
     coefficients: pd.DataFrame
     diagnostics: pd.DataFrame
+    separated: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SEPARATED_COLUMNS))
 
 
 # --- one group alone ---------------------------------------------------------------------
@@ -178,16 +187,12 @@ def _fit_one(spark: SparkSession, cells: DataFrame, d: GroupDesign, config: Mode
     persisted: dict[tuple, DataFrame] = {}
 
     def fit(design: GroupDesign, reg_param: float, standard_errors: bool) -> tuple[Estimates, int]:
-        if not design.features:
-            raise DegenerateDesign("no feature column to fit")
-        key = (tuple(design.features), tuple(design.fixed))
+        key = (tuple(design.features), design.excluded)
         if key not in persisted:  # IRLS makes one pass per iteration
             persisted[key] = _group_data(cells, design).persist(StorageLevel.MEMORY_AND_DISK)
         return _glr_fit(persisted[key], design, config, reg_param, standard_errors=standard_errors)
 
     with spark_job(spark, config, f"SHMI risk model, diagnosis group {d.group}"):
-        if d.fixed and d.features and d.n_fit_cells is None:
-            d = drop_emptied_levels(cells, [d])[0]
         try:
             return fit_with_rules(fit, d, config, t0, SPARK_FIT_ERRORS)
         finally:
@@ -224,12 +229,13 @@ def _fit_batch(spark: SparkSession, cells: DataFrame, design: DataFrame, batch: 
     bad: list[int] = []
     for g in batch.groups:
         d = designs[g]
-        est = group_estimates(fit, batch, d)
+        m = d.mle_form()
+        est = group_estimates(fit, batch, m)
         # convergence is the batch's: judged below, not per group
-        if mle_problems(d, config, est, 0):
+        if mle_problems(m, config, est, 0):
             bad.append(g)
         elif converged:
-            results.append(mle_result(d, config, est, fit.iterations, fit.seconds, batch.label))
+            results.append(mle_result(d, m, config, est, fit.iterations, fit.seconds, batch.label))
         else:
             good.append(g)
     results += [_fit_one(spark, cells, designs[g], config) for g in bad]
@@ -248,8 +254,9 @@ def _refit(spark: SparkSession, cells: DataFrame, parent: Batch, parts: list[lis
         if len(groups) == 1:
             results.append(_fit_one(spark, cells, designs[groups[0]], config))
             continue
-        sub = make_batch(0, f"{parent.label}.{i + 1}", [designs[g] for g in groups])
-        results += _fit_batch(spark, cells, batch_design(spark, cells, [sub], designs), sub, designs, config)
+        forms = {g: designs[g].mle_form() for g in groups}
+        sub = make_batch(0, f"{parent.label}.{i + 1}", [forms[g] for g in groups])
+        results += _fit_batch(spark, cells, batch_design(spark, cells, [sub], forms), sub, designs, config)
     return results
 
 
@@ -259,17 +266,19 @@ def _refit(spark: SparkSession, cells: DataFrame, parent: Batch, parts: list[lis
 def _fit_all(spark: SparkSession, cells: DataFrame, designs: list[GroupDesign],
              config: ModelConfig) -> list[GroupFit]:
     """Every group's fit: batches and lone fits, ``config.parallelism`` at a time."""
-    fitted = [d for d in designs if needs_fit(d, config) and tries_mle(d)]
-    fitted = drop_emptied_levels(cells, fitted)
+    fitted = examine_groups(spark, cells, [d for d in designs if needs_fit(d, config)], config)
     by_group = {d.group: d for d in designs} | {d.group: d for d in fitted}
+    # the groups whose maximum-likelihood fit is tried, in the form it takes
+    forms = {d.group: d.mle_form() for d in fitted if d.limit is not None and not d.limit.failed
+             and (config.degenerate_rule == "ml_limit" or not d.degenerate)}
     # a rank-deficient group would make its whole batch singular: it is fitted alone
-    batchable = [d for d in fitted if d.features and not d.rank_deficient]
+    batchable = [m for m in forms.values() if m.features and not m.rank_deficient]
     batches = pack_batches(batchable, config.batch_parameters)[0] if config.batch_parameters > 1 else []
     in_batch = {g for b in batches for g in b.groups}
     singles = [d for d in by_group.values() if d.group not in in_batch]
     # biggest first: the pool's tail is then made of quick fits
     singles.sort(key=lambda d: -d.n_cells)
-    design = (batch_design(spark, cells, batches, by_group).orderBy("BATCH")
+    design = (batch_design(spark, cells, batches, forms).orderBy("BATCH")
               .persist(StorageLevel.MEMORY_AND_DISK)) if batches else None
     try:
         pool = ThreadPoolExecutor(max_workers=max(1, config.parallelism), thread_name_prefix="shmi-model")
@@ -309,11 +318,17 @@ def _tables(results: list[GroupFit], groups_meta: pd.DataFrame | None) -> GroupM
                             "N_CELLS": "int64", "N_PARAMS": "int64", "ITERATIONS": "int64",
                             "CONVERGED": "bool", "BATCH": "string", "RULE": "string", "DETAIL": "string",
                             "SECONDS": "float64"}))
+    separated = pd.DataFrame([row for r in results for row in r.separated], columns=SEPARATED_COLUMNS)
+    separated = (separated.assign(SORT_KEYS=[tuple(level_sort_key(v) for v in row) for row in
+                                             separated[TERMS].itertuples(index=False)])
+                 .sort_values(["DIAG_GROUP", "SORT_KEYS"], kind="mergesort").drop(columns="SORT_KEYS")
+                 .reset_index(drop=True)
+                 .astype({"DIAG_GROUP": "int64", **{t: "string" for t in TERMS}, "LIMIT": "float64"}))
     if groups_meta is not None and "DIAG_GROUP" in groups_meta.columns:
         extra = groups_meta.drop_duplicates("DIAG_GROUP").astype({"DIAG_GROUP": "int64"})
         extra = extra[["DIAG_GROUP", *[c for c in extra.columns if c not in DIAG_COLUMNS]]]
         diagnostics = diagnostics.merge(extra, on="DIAG_GROUP", how="left")
-    return GroupModels(coefficients=coefficients, diagnostics=diagnostics)
+    return GroupModels(coefficients=coefficients, diagnostics=diagnostics, separated=separated)
 
 
 def fit_group_models(spark: SparkSession, cells: DataFrame, *, config: ModelConfig,
@@ -342,8 +357,7 @@ def fit_group_models(spark: SparkSession, cells: DataFrame, *, config: ModelConf
         if level_counts.empty:
             return GroupModels(coefficients=pd.DataFrame(columns=COEF_COLUMNS),
                                diagnostics=pd.DataFrame(columns=DIAG_COLUMNS))
-        logit = config.separation_logit if config.degenerate_rule == "extended_mle" else 0.0
-        designs = group_designs(level_counts, logit)
+        designs = group_designs(level_counts)
         if config.engine == "grouped":
             results = fit_groups(spark, cached, designs, config)
         else:

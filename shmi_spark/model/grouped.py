@@ -10,6 +10,10 @@ the executors), and each group is fitted where its cells are:
 * its design (:class:`~shmi_spark.model.design.GroupDesign`, decided on the
   driver from the cells' counts) and the rules of
   :mod:`shmi_spark.model.rules` are the same as with Spark ML;
+* its cells are examined for separation and aliasing there
+  (:func:`limit_of`, :mod:`shmi_spark.model.separation`); the ``spark_ml``
+  engine runs the same examination as a job of its own
+  (:func:`examine_groups`);
 * the fitter is :func:`shmi_spark.model.irls.irls_fit`, Spark ML's binomial
   IRLS step for step in numpy, so the estimates, standard errors and
   iteration counts are those of the group fitted alone with Spark ML, to
@@ -38,11 +42,14 @@ from pyspark.sql import functions as F
 
 from shmi_spark.config import ModelConfig
 from shmi_spark.model.cells import level_expr
-from shmi_spark.model.design import TERMS, Estimates, GroupDesign
+from shmi_spark.model.design import INTERCEPT, TERMS, Estimates, GroupDesign, Limit, cell_key, level_key
+from shmi_spark.model.firth import firth_fit
 from shmi_spark.model.irls import irls_fit
 from shmi_spark.model.rules import GroupFit, fit_with_rules, rule_without_fit
+from shmi_spark.model.separation import SeparationError, aliased_columns, find_separation
 
-__all__ = ["FIT_SCHEMA", "NUMPY_FIT_ERRORS", "spark_job", "fit_groups", "fit_group_frame", "emptied_levels"]
+__all__ = ["FIT_SCHEMA", "NUMPY_FIT_ERRORS", "spark_job", "limit_of", "examine_groups", "fit_groups",
+           "fit_group_frame"]
 
 # One row per fitted group, from the UDF.
 FIT_SCHEMA = "DIAG_GROUP int, FIT string"
@@ -75,32 +82,61 @@ class _GroupCells:
         # the order Spark delivered the rows in
         order = np.lexsort(codes[::-1])
         self.codes = {t: c[order] for t, c in zip(TERMS, codes, strict=True)}
-        self.levels = {t: {str(lv): i for i, lv in enumerate(levels[t])} for t in TERMS}
+        self.names = {t: [str(lv) for lv in levels[t]] for t in TERMS}
+        self.levels = {t: {lv: i for i, lv in enumerate(self.names[t])} for t in TERMS}
         self.spells = frame["SPELLS"].to_numpy(dtype=float)[order]
         self.deaths = frame["DEATHS"].to_numpy(dtype=float)[order]
+        self._keys: np.ndarray | None = None
+        # the separated cells limit_of found: their keys and their mask
+        self.separated: tuple[frozenset[str], np.ndarray] | None = None
 
     def has(self, term: str, level: str) -> np.ndarray:
         """True for the cells of ``level`` of ``term``."""
         code = self.levels[term].get(level)
         return self.codes[term] == code if code is not None else np.zeros(len(self.spells), dtype=bool)
 
+    def key(self, i: int) -> str:
+        """The :func:`~shmi_spark.model.design.cell_key` of cell ``i``."""
+        return cell_key([self.names[t][self.codes[t][i]] for t in TERMS])
+
+    def features(self, features: list[tuple[str, str]], rows: np.ndarray | None = None) -> np.ndarray:
+        """The 0/1 design columns of ``features`` (no intercept), for ``rows`` or every cell."""
+        cols = [self.has(t, lv) if rows is None else self.has(t, lv)[rows] for t, lv in features]
+        n = len(self.spells) if rows is None else int(rows.sum())
+        return np.column_stack(cols).astype(float) if cols else np.zeros((n, 0))
+
     def fitted(self, d: GroupDesign) -> np.ndarray:
-        """True for the cells that enter the design's fit: none of its fixed (separated) levels."""
-        out = np.ones(len(self.spells), dtype=bool)
-        for term, level in d.fixed:
-            out &= ~self.has(term, level)
-        return out
+        """True for the cells that enter the design's fit: all but its ``excluded`` ones."""
+        if not d.excluded:
+            return np.ones(len(self.spells), dtype=bool)
+        if self.separated is not None and self.separated[0] == d.excluded:  # as limit_of found them
+            return ~self.separated[1]
+        if self._keys is None:
+            self._keys = np.array([self.key(i) for i in range(len(self.spells))], dtype=object)
+        return ~np.isin(self._keys, np.array(sorted(d.excluded), dtype=object))
 
 
-def emptied_levels(cells: _GroupCells, d: GroupDesign) -> GroupDesign:
-    """The design without the features left with no spells once the fixed levels' cells are out.
+def limit_of(cells: _GroupCells, d: GroupDesign) -> GroupDesign:
+    """The design with its :class:`~shmi_spark.model.design.Limit`: separated cells, direction, aliasing.
 
-    The one-group twin of :func:`shmi_spark.model.design.drop_emptied_levels`,
-    also counting ``n_fit_cells``.
+    METHOD.md §5; :mod:`shmi_spark.model.separation`.
     """
-    rows = cells.fitted(d)
-    emptied = [(t, lv) for t, lv in d.features if not cells.spells[rows & cells.has(t, lv)].sum()]
-    return dataclasses.replace(d.without_levels(emptied), n_fit_cells=int(rows.sum()))
+    x = cells.features(d.features)
+    try:
+        sep = find_separation(x, cells.spells, cells.deaths)
+        remaining = ~sep.cells
+        aliased = tuple(d.features[j] for j in aliased_columns(x[remaining])) if remaining.any() \
+            else tuple(d.features)
+    except SeparationError as exc:  # numerical: the rules fall back (ridge or crude), saying why
+        return dataclasses.replace(d, limit=Limit(failed=f"separation not examined: {exc}"))
+    names = [INTERCEPT, *[level_key(t, lv) for t, lv in d.features]]
+    separated = {cells.key(int(i)): float(sep.limits[i]) for i in np.flatnonzero(sep.cells)}
+    cells.separated = (frozenset(separated), sep.cells)
+    limit = Limit(cells=separated,
+                  direction={names[j]: float(v) for j, v in enumerate(sep.direction) if v != 0.0},
+                  aliased=aliased, spells=int(cells.spells[sep.cells].sum()),
+                  deaths=int(cells.deaths[sep.cells].sum()))
+    return dataclasses.replace(d, limit=limit)
 
 
 def _numpy_fitter(cells: _GroupCells, config: ModelConfig):
@@ -108,14 +144,29 @@ def _numpy_fitter(cells: _GroupCells, config: ModelConfig):
 
     def fit(d: GroupDesign, reg_param: float, standard_errors: bool) -> tuple[Estimates, int]:
         rows = cells.fitted(d)
-        x = np.column_stack([cells.has(t, lv)[rows] for t, lv in d.features]).astype(float) \
-            if d.features else np.zeros((int(rows.sum()), 0))
         spells = cells.spells[rows]
-        res = irls_fit(x, cells.deaths[rows] / spells, spells, reg_param=reg_param, max_iter=config.max_iter,
-                       tol=config.tol)
+        res = irls_fit(cells.features(d.features, rows), cells.deaths[rows] / spells, spells, reg_param=reg_param,
+                       max_iter=config.max_iter, tol=config.tol)
         ses = res.standard_errors if standard_errors else None
         return Estimates(intercept=res.intercept, intercept_se=None if ses is None else float(ses[-1]),
                          betas=res.coefficients, ses=None if ses is None else ses[:-1]), res.iterations
+
+    return fit
+
+
+def _firth_fitter(cells: _GroupCells, config: ModelConfig):
+    """Firth's fit (:data:`shmi_spark.model.rules.FirthFitter`) of one group's cells, aliased columns dropped."""
+
+    def fit(d: GroupDesign) -> tuple[Estimates, int, bool]:
+        x = cells.features(d.features)
+        aliased = set(aliased_columns(x))
+        kept = [j for j in range(x.shape[1]) if j not in aliased]
+        res = firth_fit(np.column_stack([np.ones(len(x)), x[:, kept]]), cells.spells, cells.deaths,
+                        max_iter=config.max_iter, tol=config.tol)
+        betas, ses = np.zeros(x.shape[1]), np.full(x.shape[1], np.nan)
+        betas[kept], ses[kept] = res.coefficients[1:], res.standard_errors[1:]
+        return (Estimates(intercept=float(res.coefficients[0]), intercept_se=float(res.standard_errors[0]),
+                          betas=betas, ses=ses), res.iterations, res.converged)
 
     return fit
 
@@ -124,18 +175,53 @@ def fit_group_frame(frame: pd.DataFrame, d: GroupDesign, config: ModelConfig) ->
     """One group's model from its cells (levels as strings, ``SPELLS``, ``DEATHS``), by the rules."""
     t0 = time.perf_counter()
     cells = _GroupCells(frame)
-    if d.fixed and d.features and d.n_fit_cells is None:
-        d = emptied_levels(cells, d)
-    return fit_with_rules(_numpy_fitter(cells, config), d, config, t0, NUMPY_FIT_ERRORS)
+    return fit_with_rules(_numpy_fitter(cells, config), limit_of(cells, d), config, t0, NUMPY_FIT_ERRORS,
+                          firth=_firth_fitter(cells, config))
 
 
 def _as_json(fit: GroupFit) -> str:
-    return json.dumps({"coefficients": fit.coefficients, "diagnostics": fit.diagnostics})
+    return json.dumps({"coefficients": fit.coefficients, "diagnostics": fit.diagnostics, "separated": fit.separated})
 
 
 def _from_json(text: str) -> GroupFit:
     obj = json.loads(text)
-    return GroupFit(coefficients=obj["coefficients"], diagnostics=obj["diagnostics"])
+    return GroupFit(coefficients=obj["coefficients"], diagnostics=obj["diagnostics"], separated=obj["separated"])
+
+
+def _group_cells(cells: DataFrame, groups) -> DataFrame:
+    """The cells of ``groups``, levels as the coefficients table's strings, for the grouped UDFs."""
+    return (cells.where(F.col("DIAG_GROUP").isin(sorted(groups)))
+            .select(F.col("DIAG_GROUP").cast("int").alias("DIAG_GROUP"),
+                    *[level_expr(t).alias(t) for t in TERMS],
+                    F.col("SPELLS").cast("long").alias("SPELLS"), F.col("DEATHS").cast("long").alias("DEATHS")))
+
+
+def examine_groups(spark: SparkSession, cells: DataFrame, designs: list[GroupDesign],
+                   config: ModelConfig) -> list[GroupDesign]:
+    """``designs`` with their :class:`~shmi_spark.model.design.Limit`, every group in one Spark job.
+
+    For the ``spark_ml`` engine, which fits with Spark ML on the driver's
+    command: each group's cells are examined where they are
+    (:func:`limit_of`), as the grouped engine examines them before its fit.
+    """
+    if not designs:
+        return []
+    by_group = {d.group: d for d in designs}
+
+    def examine(frame: pd.DataFrame) -> pd.DataFrame:
+        group = int(frame["DIAG_GROUP"].iloc[0])
+        limit = limit_of(_GroupCells(frame), by_group[group]).limit
+        assert limit is not None
+        return pd.DataFrame({"DIAG_GROUP": [group], "LIMIT": [json.dumps(limit.as_json())]})
+
+    with spark_job(spark, config, f"SHMI risk models: {len(designs)} groups examined for separation"):
+        rows = (_group_cells(cells, by_group).groupBy("DIAG_GROUP")
+                .applyInPandas(examine, schema="DIAG_GROUP int, LIMIT string").collect())
+    limits = {int(r["DIAG_GROUP"]): Limit.from_json(json.loads(r["LIMIT"])) for r in rows}
+    missing = sorted(set(by_group) - set(limits))
+    if missing:
+        raise RuntimeError(f"groups {missing} have a design but no cells to examine")
+    return [dataclasses.replace(d, limit=limits[d.group]) for d in designs]
 
 
 def fit_groups(spark: SparkSession, cells: DataFrame, designs: list[GroupDesign],
@@ -157,10 +243,7 @@ def fit_groups(spark: SparkSession, cells: DataFrame, designs: list[GroupDesign]
         fit = fit_group_frame(frame, to_fit[group], config)
         return pd.DataFrame({"DIAG_GROUP": [group], "FIT": [_as_json(fit)]})
 
-    data = (cells.where(F.col("DIAG_GROUP").isin(sorted(to_fit)))
-            .select(F.col("DIAG_GROUP").cast("int").alias("DIAG_GROUP"),
-                    *[level_expr(t).alias(t) for t in TERMS],
-                    F.col("SPELLS").cast("long").alias("SPELLS"), F.col("DEATHS").cast("long").alias("DEATHS")))
+    data = _group_cells(cells, to_fit)
     with spark_job(spark, config, f"SHMI risk models: {len(to_fit)} groups fitted where their cells are"):
         rows = data.groupBy("DIAG_GROUP").applyInPandas(fit_one_group, schema=FIT_SCHEMA).collect()
     fitted = {int(r["DIAG_GROUP"]): _from_json(r["FIT"]) for r in rows}

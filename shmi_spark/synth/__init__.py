@@ -4,6 +4,8 @@ Modules, in import order (each imports only those above it):
 
 * :mod:`.numeric` — numpy helpers (logit, sigmoid, seeds, segments, inverse-CDF draws).
 * :mod:`.paper` — the published Tables 2-4 the world is calibrated to.
+* :mod:`.casemix` — per-trust case-mix profiles (age, elective work, coding depth, diagnosis mix,
+  deprivation, palliative coding) and the draw of a patient's home trust given the patient's age.
 * :mod:`.dates` — day offsets → dates, months, financial years.
 * :mod:`.spells` — the spell table: kinds of spell and the columns of a spell.
 * :mod:`.world` — the world's parameters and the draft (uncalibrated) world; the death model (METHOD.md §5).
@@ -15,7 +17,8 @@ Modules, in import order (each imports only those above it):
 * :mod:`.write` — episode rows → partitioned parquet.
 * :mod:`.truth` — METHOD.md §2-§3 on the clean arrays; the truth files.
 * :mod:`.generate` — orchestration (``shmi synth``).
-* :mod:`.check` — a world's Tables 2-3 beside the paper; :mod:`.recovery` — fitted vs planted coefficients.
+* :mod:`.check` — a world's Tables 2-3 beside the paper, and the R² across trusts of crude on case-mix
+  expected death rate; :mod:`.recovery` — fitted vs planted coefficients.
 """
 
 __all__: list[str] = []

@@ -6,10 +6,14 @@ it deterministically on pilot samples drawn by the generator itself
 Charlson-band model are raked to the published shares, small groups are made
 larger (at least ~700 deaths at full scale), the shared effects of the death
 model are raked in logit space to the published death rates by age band, sex,
-admission type and Charlson band, the deprivation-fifth model to Table 3's
-shares and rates, and the Table 4 outliers get an excess log-odds large
-enough to be flagged above the 99.8% limit at the world's size
-(METHOD.md §7).  The published figures are in :mod:`.paper`.
+admission type and Charlson band (the cells of missing age and admission
+method on every pilot spell weighted by its probability of the value missing,
+which depends on the true value: :class:`_MissingCells`), the deprivation-fifth
+model to Table 3's shares and rates, and the Table 4 outliers get an excess
+log-odds large enough to be flagged above the 99.8% limit at the world's size
+and the trust's case mix (METHOD.md §6).  The pilots are drawn with the
+trusts' case-mix profiles (:mod:`.casemix`), so the national tables hold
+however much the trusts differ.  The published figures are in :mod:`.paper`.
 """
 
 from __future__ import annotations
@@ -27,8 +31,15 @@ from shmi_spark.synth.paper import (
     TABLE2_BANDS,
     calibration_targets,
 )
-from shmi_spark.synth.patients import pilot_spells
-from shmi_spark.synth.world import World, charlson_age_z, draft_world, linear_predictor
+from shmi_spark.synth.patients import admimeth_missing_p, age_missing_p, pilot_spells
+from shmi_spark.synth.world import (
+    AGE_UNKNOWN,
+    World,
+    charlson_age_z,
+    deprivation_p,
+    draft_world,
+    linear_predictor,
+)
 
 __all__ = ["build_world", "calibrate"]
 
@@ -62,7 +73,7 @@ def calibrate(world: World, pilot: int) -> None:
     _rake_death_rates(world, spells)
     p_death = sigmoid(linear_predictor(world, spells))
     _fit_deprivation(world, spells, p_death)
-    _plant_outliers(world, p_death)
+    _plant_outliers(world, spells, p_death)
     world.params["calibration"] = {
         "pilot_spells": int(len(p_death)), "pilot_pct_died": float(100 * p_death.mean()),
         "charlson_a": world.charlson_a, "charlson_b": world.charlson_b}
@@ -84,11 +95,13 @@ def _rake_mixes(world: World, spells: dict) -> None:
     admimeth = spells["admimeth"]
     elective = (admimeth == 0).mean() / max((admimeth < 2).mean(), 1e-9)
     world.elective_p = sigmoid(logit(world.elective_p) + (logit(_ELECTIVE_SHARE) - logit(elective)))
-    # Charlson band shares: P(band>0 | age) = sigmoid(a + 1.1 z), P(>5 | >0) = sigmoid(b + 0.5 z)
+    # Charlson band shares: P(band>0 | age, trust) = sigmoid(a + 1.1 z + c_t), P(>5 | >0) = sigmoid(b + 0.5 z
+    # + c_t / 2), c_t the trust's coding depth
     z = charlson_age_z(spells["age_years"])
+    coding = world.profiles.charlson[spells["acute_position"]]
     for _ in range(30):
-        p_positive = sigmoid(world.charlson_a + 1.1 * z)
-        p_high = sigmoid(world.charlson_b + 0.5 * z)
+        p_positive = sigmoid(world.charlson_a + 1.1 * z + coding)
+        p_high = sigmoid(world.charlson_b + 0.5 * z + 0.5 * coding)
         share_positive, share_high = p_positive.mean(), (p_positive * p_high).mean()
         world.charlson_a += logit(1 - _CHARLSON_SHARE[0]) - logit(share_positive)
         world.charlson_b += (logit(_CHARLSON_SHARE[2] / (1 - _CHARLSON_SHARE[0]))
@@ -107,7 +120,7 @@ def _boost_small_groups(world: World, spells: dict, pilot: int) -> dict:
     low = (deaths < 700) & (np.arange(n_groups) > 0)
     boost[low] = np.minimum(700 / np.maximum(deaths[low], 1.0), 12.0)
     if low.any():
-        world.group_cdf = world.group_mix.cumulative(boost)
+        world.set_group_cdf(boost)
         spells = pilot_spells(world, rng_seed=seed_sequence(world.seed, 4), n=pilot)
     world.params["group_size_boost"] = {int(world.group_ids[i]): round(float(boost[i]), 4)
                                         for i in np.nonzero(low)[0]}
@@ -115,7 +128,12 @@ def _boost_small_groups(world: World, spells: dict, pilot: int) -> dict:
 
 
 def _rake_death_rates(world: World, spells: dict) -> None:
-    """Rake the shared effects of AGE (Table 2 bands), SEX, ADMIMETH, CHARLSON to the published rates."""
+    """Rake the shared effects of AGE (Table 2 bands), SEX, ADMIMETH, CHARLSON to the published rates.
+
+    The two cells of missing values (age unknown, admission method unknown) are
+    raked on every pilot spell weighted by its probability of having the value
+    missing (:func:`_rake_missing`), not on the few pilot spells that do.
+    """
     targets = calibration_targets()
     table2 = targets[targets.table == "T2"]
     age_rate = np.zeros(12)
@@ -124,9 +142,10 @@ def _rake_death_rates(world: World, spells: dict) -> None:
         age_rate[i] = rows.deaths.sum() / rows.admissions.sum()
     shared = world.shared
     table2_band = TABLE2_BAND_OF_AGE_BAND[spells["age_band"]]
+    missing = _MissingCells(world, spells)
     for _ in range(40):
         p_death = sigmoid(linear_predictor(world, spells))
-        for i in range(12):
+        for i in range(11):
             cell = table2_band == i
             if cell.any():
                 shared["AGE_BAND"][TABLE2_BANDS[TABLE2_BAND_NAMES[i]]] += 0.8 * (
@@ -136,28 +155,112 @@ def _rake_death_rates(world: World, spells: dict) -> None:
             cell = spells["sex"] == sex
             shared["SEX_CAT"][sex] += 0.8 * (logit(_SEX_RATE[sex]) - logit(p_death[cell].mean()))
         p_death = sigmoid(linear_predictor(world, spells))
-        for method in range(3):
+        for method in range(2):
             cell = spells["admimeth"] == method
-            if cell.any():
-                shared["ADMIMETH_CAT"][method] += 0.8 * (logit(_ADMIMETH_RATE[method]) - logit(p_death[cell].mean()))
+            shared["ADMIMETH_CAT"][method] += 0.8 * (logit(_ADMIMETH_RATE[method]) - logit(p_death[cell].mean()))
         p_death = sigmoid(linear_predictor(world, spells))
         for band in range(3):
             cell = spells["charlson"] == band
             shared["CHARLSON_BAND"][band] += 0.8 * (logit(_CHARLSON_RATE[band]) - logit(p_death[cell].mean()))
+        missing.rake()
+    world.params["missing_values"] = missing.report()
+
+
+class _MissingCells:
+    """The cells of Tables 2-3 of missing values: age unknown (by sex) and admission method unknown.
+
+    A pilot holds only a few hundred spells with a value missing, too few to rake
+    on.  Every pilot spell instead counts with its probability of having the value
+    missing (:func:`.patients.age_missing_p`, :func:`.patients.admimeth_missing_p`)
+    and its log-odds of death were the value missing.  The paper's figures imply
+    that missingness depends on the true value:
+
+    * age: unknown for 0.18% of men's and 0.13% of women's admissions, who die at
+      2.67% and 2.98%: women of unknown age die more often than men of unknown
+      age, whereas at every known age women die less often than men (Table 2), so
+      the women whose age is missing are older ones.  P(unknown | man) = base_M;
+      P(unknown | woman, age) = base_F x exp(k (age - 50) / 25), the slope ``k``
+      raked to the women/men ratio of the rates, the bases to the shares, the
+      shared effect of the unknown age band to the pooled rate;
+    * admission method: unknown for 0.10% of admissions, who die at 2.40%, between
+      the elective (0.85%) and the emergency (5.48%) rates: two thirds of them
+      elective admissions by that mix, so elective admissions lose their method
+      (0.26%) six times as often as emergencies (0.04%).
+    """
+
+    def __init__(self, world: World, spells: dict):
+        self.world, self.spells = world, spells
+        self.sex = spells["sex_true"]
+        self.observed_sex = spells["sex"]
+        targets = calibration_targets()
+        table2 = targets[targets.table == "T2"]
+        missing = table2[table2.level == "missing"].set_index("sex")
+        total = table2[table2.level == "total"].set_index("sex")
+        self.share = np.array([missing.admissions[s] / total.admissions[s] for s in ("M", "F")])
+        self.rate = np.array([missing.deaths[s] / missing.admissions[s] for s in ("M", "F")])
+        self.pooled = missing.deaths.sum() / missing.admissions.sum()
+        # admission method: the elective fraction of the missing implied by the rates, and the share missing
+        table3 = targets[(targets.table == "T3") & (targets.variable == "admission_type")].set_index("level")
+        share_missing = table3.admissions["missing"] / table3.admissions.sum()
+        rate = table3.deaths / table3.admissions
+        elective_fraction = (rate["emergency"] - rate["missing"]) / (rate["emergency"] - rate["elective"])
+        world.admimeth_missing = np.array([share_missing * elective_fraction / _ELECTIVE_SHARE,
+                                           share_missing * (1 - elective_fraction) / (1 - _ELECTIVE_SHARE)])
+        self.admimeth_weight = admimeth_missing_p(world, spells["elective"])
+        self.z = (np.clip(spells["age_years"], 0, 100) - 50.0) / 25.0
+        self.age_unknown = dict(spells, age_band=np.full_like(spells["age_band"], AGE_UNKNOWN))
+        self.admimeth_unknown = dict(spells, admimeth=np.full_like(spells["admimeth"], 2))
+
+    def _set_slope(self, slope: float) -> None:
+        """Set the women's slope, and the bases so that each sex's share of unknown ages is the paper's."""
+        world = self.world
+        world.age_missing[:, 1] = [0.0, slope]
+        for sex in range(2):
+            own = self.sex == sex
+            world.age_missing[sex, 0] = self.share[sex] / np.exp(world.age_missing[sex, 1] * self.z[own]).mean()
+
+    def rake(self) -> None:
+        """One pass: the women's slope (bisection), the unknown-age effect and the unknown-method effect."""
+        world, shared = self.world, self.world.shared
+        p_unknown = sigmoid(linear_predictor(world, self.age_unknown))
+        men, women = self.observed_sex == 0, self.observed_sex == 1
+        rate_men = p_unknown[men].mean()  # men's ages go missing whatever their age
+        want = logit(rate_men) + logit(self.rate[1]) - logit(self.rate[0])
+        z_women, p_women = self.z[women], p_unknown[women]
+        low, high = -1.5, 3.0
+        for _ in range(25):  # bisection on the slope: the women/men difference of the rates' log-odds
+            slope = 0.5 * (low + high)
+            weight = np.exp(slope * z_women)
+            if logit((weight * p_women).sum() / weight.sum()) < want:
+                low = slope
+            else:
+                high = slope
+        self._set_slope(0.5 * (low + high))
+        weight = age_missing_p(world, self.sex, self.spells["age_years"])
+        pooled = (weight * p_unknown).sum() / weight.sum()
+        shared["AGE_BAND"][AGE_UNKNOWN] += 0.8 * (logit(self.pooled) - logit(pooled))
+        p_method = sigmoid(linear_predictor(world, self.admimeth_unknown))
+        rate = (self.admimeth_weight * p_method).sum() / self.admimeth_weight.sum()
+        shared["ADMIMETH_CAT"][2] += 0.8 * (logit(_ADMIMETH_RATE[2]) - logit(rate))
+
+    def report(self) -> dict:
+        """The missingness parameters (for truth/params.json)."""
+        return {"age_unknown_base_m_f": [float(x) for x in self.world.age_missing[:, 0]],
+                "age_unknown_slope_m_f": [float(x) for x in self.world.age_missing[:, 1]],
+                "admimeth_unknown_elective_nonelective": [float(x) for x in self.world.admimeth_missing]}
 
 
 def _fit_deprivation(world: World, spells: dict, p_death: np.ndarray) -> None:
-    """IMD fifth: P(fifth | patient) ∝ w_f exp(theta_f * z_age); match Table 3 shares and rates."""
+    """IMD fifth: P(fifth | patient, trust) ∝ w_f exp(theta_f * z_age + tilt_t (f - 2)); match Table 3 shares
+    and rates (:func:`.world.deprivation_p`)."""
     targets = calibration_targets()
     table3 = targets[(targets.table == "T3") & (targets.variable == "imd_fifth")]
     share_wanted = table3.admissions.to_numpy() / table3.admissions.sum()
     rate_wanted = table3.deaths.to_numpy() / table3.admissions.to_numpy()
-    z_age = (np.clip(spells["age_years"], 0, 100) - 55.0) / 25.0
+    tilt = world.profiles.deprivation[spells["acute_position"]]
     weight, theta = np.ones(6) / 6, np.zeros(6)
     for _ in range(200):
-        log_weight = np.log(weight)[None, :] + theta[None, :] * z_age[:, None]
-        p_fifth = np.exp(log_weight - log_weight.max(1, keepdims=True))
-        p_fifth /= p_fifth.sum(1, keepdims=True)
+        p_fifth = deprivation_p(world, spells["age_years"], tilt, weight, theta)
         share = p_fifth.mean(0)
         rate = (p_fifth * p_death[:, None]).sum(0) / p_fifth.sum(0)
         weight = weight * (share_wanted / share)
@@ -165,17 +268,47 @@ def _fit_deprivation(world: World, spells: dict, p_death: np.ndarray) -> None:
     world.imd_w, world.imd_theta = weight / weight.sum(), theta
 
 
-def _plant_outliers(world: World, p_death: np.ndarray) -> None:
-    """Table 4's outliers: a log-OR large enough to be flagged above the 99.8% limit at this N."""
+def _plant_outliers(world: World, spells: dict, p_death: np.ndarray) -> None:
+    """Table 4's outliers: an excess large enough to be flagged above the 99.8% limit at this N.
+
+    The excess is needed on the ratio of observed to expected deaths (the SHMI):
+    ``need`` = the 99.8% limit's half-width in log-SHMI plus 2 standard errors,
+    for the trust's expected deaths a year (its share of the admissions times its
+    own death rate on the pilot, i.e. its case mix), kept within 0.30-1.2.  The
+    log-odds excess planted is the one that raises the trust's pilot deaths by the
+    factor exp(need): more than ``need`` itself, the more so the more of the
+    trust's deaths are of patients at high risk (at whom an odds ratio raises the
+    risk by less).  (Before the trusts differed in case mix, ``need`` x 1.1 was
+    planted as the log-odds excess itself: 11 of the 13 outliers were flagged at 1M.)
+    """
     acute = world.trusts.index[world.trusts.TYPE == "acute"].to_numpy()
     share = world.trusts.SIZE.to_numpy()[acute] / world.trusts.SIZE.to_numpy()[acute].sum()
-    deaths_year = p_death.mean() * world.n / 5.5
+    position = spells["acute_position"]
+    pilot_spells_at = np.bincount(position, minlength=len(acute))
+    pilot_rate = np.bincount(position, weights=p_death, minlength=len(acute)) / np.maximum(pilot_spells_at, 1)
+    pilot_rate = np.where(pilot_spells_at > 0, pilot_rate, p_death.mean())
     tau2 = _TAU ** 2
     for slot, years in OUTLIER_PATTERN:
-        position = world.outlier_positions[slot]
-        expected = max(share[position] * deaths_year, 1.0)
-        need = _Z_998 * np.sqrt(1.0 / expected + tau2) + 2.5 * np.sqrt(1.0 / expected)
-        log_or = float(np.clip(need * 1.1, 0.30, 1.2))
+        at = world.outlier_positions[slot]
+        expected = max(share[at] * pilot_rate[at] * world.n / 5.5, 1.0)
+        need = _Z_998 * np.sqrt(1.0 / expected + tau2) + 2.0 * np.sqrt(1.0 / expected)
+        log_ratio = float(np.clip(need, 0.30, 1.2))
+        log_or = _log_odds_for_ratio(logit(p_death[position == at]), log_ratio)
         for year in years:
-            world.excess[position, year - 2005] = log_or
+            world.excess[at, year - 2005] = log_or
     world.trust_year = world.trust_year + world.excess
+
+
+def _log_odds_for_ratio(eta: np.ndarray, log_ratio: float) -> float:
+    """The log-odds shift that multiplies the expected deaths of spells of log-odds ``eta`` by exp(log_ratio)."""
+    if len(eta) == 0:
+        return log_ratio
+    base = sigmoid(eta).sum()
+    low, high = 0.0, 4.0
+    for _ in range(50):
+        middle = 0.5 * (low + high)
+        if np.log(sigmoid(eta + middle).sum() / base) < log_ratio:
+            low = middle
+        else:
+            high = middle
+    return round(0.5 * (low + high), 6)

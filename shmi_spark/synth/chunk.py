@@ -33,7 +33,7 @@ from shmi_spark.synth.spells import (
     UNFINISHED,
     blank_spells,
 )
-from shmi_spark.synth.world import AGE_UNKNOWN, World
+from shmi_spark.synth.world import AGE_UNKNOWN, World, deprivation_p
 
 __all__ = ["EXTRA_RATES", "ANALYSIS_ONLY", "build_chunk"]
 
@@ -41,7 +41,7 @@ __all__ = ["EXTRA_RATES", "ANALYSIS_ONLY", "build_chunk"]
 EXTRA_RATES = {DAY_CASE: 0.055, REGULAR: 0.022, NON_ACUTE: 0.04, STILLBIRTH: 0.0008,
                IN_HOSPITAL: 0.004, UNFINISHED: 0.0006}
 #: columns of the analysis spells only (the first ``n_analysis`` rows of the table)
-ANALYSIS_ONLY = ("p_death", "late_death", "readmitted_30d", "charlson", "age_band", "imd_fifth")
+ANALYSIS_ONLY = ("p_death", "p_casemix", "late_death", "readmitted_30d", "charlson", "age_band", "imd_fifth")
 #: CLASSPAT vocabulary indices (see episodes.FIELD_VALUES): "2" day case, "5" mother and baby
 _CLASSPAT_DAY_CASE, _CLASSPAT_MOTHER_BABY = 1, 4
 
@@ -63,12 +63,10 @@ def _draw_conditions(world: World, rng, charlson_band):
     return out
 
 
-def _deprivation_fifth(world: World, rng, age_years):
-    """Deprivation fifth index (0-4; 5 unknown) of each patient, by age (the model of :mod:`.calibrate`)."""
-    z_age = (np.clip(age_years, 0, 100) - 55.0) / 25.0
-    log_weight = np.log(world.imd_w)[None, :] + world.imd_theta[None, :] * z_age[:, None]
-    p_fifth = np.exp(log_weight - log_weight.max(1, keepdims=True))
-    p_fifth /= p_fifth.sum(1, keepdims=True)
+def _deprivation_fifth(world: World, rng, age_years, position):
+    """Deprivation fifth index (0-4; 5 unknown) of each patient, by age and (acute position ``position``)
+    the home trust's deprivation tilt (the model of :mod:`.calibrate`)."""
+    p_fifth = deprivation_p(world, age_years, world.profiles.deprivation[position])
     cumulative = np.cumsum(p_fifth, 1)
     uniforms = rng.random(len(age_years))
     return np.minimum((cumulative < uniforms[:, None]).sum(1), 5)
@@ -86,7 +84,8 @@ def _analysis_block(world: World, rng, admissions: dict) -> dict:
     n = len(admissions["group"])
     conditions = _draw_conditions(world, rng, admissions["charlson"])
     first_spells = np.nonzero(admissions["nth"] == 0)[0]
-    imd = _deprivation_fifth(world, rng, admissions["age_years"][first_spells])[admissions["patient"]]
+    imd = _deprivation_fifth(world, rng, admissions["age_years"][first_spells],
+                             admissions["acute_position"][first_spells])[admissions["patient"]]
     group = admissions["group"]
     mother_or_baby = (world.perinatal[group] & admissions["birth"]) | world.maternity[group]
     classpat = np.where(mother_or_baby, np.where(rng.random(n) < 0.35, _CLASSPAT_MOTHER_BABY, 0), 0)
@@ -103,7 +102,7 @@ def _analysis_block(world: World, rng, admissions: dict) -> dict:
         "last_epistat": np.full(n, 3), "transfer_in": admissions["transfer_in"],
         "transfer_out": admissions["transfer_out"], "birth": admissions["birth"], "junk": np.zeros(n, np.int64),
         "ons": ons}
-    for key in ("p_death", "late_death", "readmitted_30d", "charlson", "age_band"):
+    for key in ("p_death", "p_casemix", "late_death", "readmitted_30d", "charlson", "age_band"):
         analysis[key] = admissions[key]
     analysis["imd_fifth"] = imd
     return analysis

@@ -322,8 +322,9 @@ def _treatment_specialty(rng, world: World, spells: dict, episodes: _Episodes, a
     specialty = by_spell[episodes.spell]
     specialty = np.where(~episodes.first & (rng.random(episodes.n) < 0.3),
                          _pick(rng, episodes.n, [0, 1, 5, 3, 4], [3, 2, 2, 1, 1]), specialty)
-    palliative = spells["died"] & (rng.random(n) < 0.06 + 0.10 * (age > 75))
-    palliative |= ~spells["died"] & (rng.random(n) < 0.001)
+    factor = world.palliative_factor()[spells["trust"]]  # the trust's palliative-coding practice
+    palliative = spells["died"] & (rng.random(n) < np.minimum((0.06 + 0.10 * (age > 75)) * factor, 0.9))
+    palliative |= ~spells["died"] & (rng.random(n) < 0.001 * factor)
     specialty = np.where(episodes.last & palliative[episodes.spell], _TRETSPEF_PALLIATIVE, specialty)
     return specialty, palliative
 
@@ -348,7 +349,7 @@ def _primary_diagnoses(rng, world: World, voc: Vocabularies, spells: dict, episo
     return np.where(episodes.first, primary[episodes.spell], later[episodes.spell]), symptom
 
 
-def _secondary_diagnoses(rng, voc: Vocabularies, spells: dict, age_at_admission):
+def _secondary_diagnoses(rng, voc: Vocabularies, spells: dict, age_at_admission, palliative_factor):
     """Secondaries of each spell's first episode (spells, 19): Charlson codes, Z51.5, fillers, shuffled.
 
     Returns the codes, how many there are, the spells with a second code of a
@@ -367,7 +368,9 @@ def _secondary_diagnoses(rng, voc: Vocabularies, spells: dict, age_at_admission)
     second_code = np.where(second, codes.at(first_condition, (rng.random(n) * codes.length[first_condition])
                                             .astype(np.int64)), -1)
     age = age_at_admission
-    z515 = np.where(spells["died"], rng.random(n) < 0.08 + 0.25 * (age > 70), rng.random(n) < 0.002)
+    factor = palliative_factor[spells["trust"]]  # the trust's palliative-coding practice
+    z515 = np.where(spells["died"], rng.random(n) < np.minimum((0.08 + 0.25 * (age > 70)) * factor, 0.9),
+                    rng.random(n) < 0.002 * factor)
     n_filler = rng.poisson(0.6 + 3.6 * np.clip(age / 85.0, 0, 1.1))
     filler = voc.filler[rng.integers(0, len(voc.filler), (n, 19))]
     filler = np.where(np.arange(19)[None, :] < n_filler[:, None], filler, -1)
@@ -385,7 +388,8 @@ def _diagnoses(rng, world: World, voc: Vocabularies, spells: dict, episodes: _Ep
     primary, symptom = _primary_diagnoses(rng, world, voc, spells, episodes)
     diagnoses = np.full((episodes.n, 20), -1, np.int64)
     diagnoses[:, 0] = primary
-    secondary, n_secondary, second, z515 = _secondary_diagnoses(rng, voc, spells, age_at_admission)
+    secondary, n_secondary, second, z515 = _secondary_diagnoses(rng, voc, spells, age_at_admission,
+                                                                world.palliative_factor())
     # later episodes repeat part of the first episode's secondaries (plus, sometimes, a new Charlson code)
     diagnoses[:, 1:] = secondary[episodes.spell]
     keep = np.where(episodes.first, 19, rng.integers(0, 19, episodes.n))

@@ -180,6 +180,17 @@ def _write_reference(world: World, out: Path) -> None:
     shutil.copyfile(DEFAULT_CHARLSON, folder / "charlson.csv")
 
 
+def _casemix_frame(world: World, aggregates: dict) -> pd.DataFrame:
+    """Acute trust-years with spells: PROCODE3, DIS_FYEAR, SPELLS, DEATHS, EXPECTED (case-mix expected deaths:
+    the planted model without the trust-year effect)."""
+    acute = world.trusts[world.trusts.TYPE == "acute"].PROCODE3.to_numpy()
+    frame = pd.DataFrame({"PROCODE3": np.repeat(acute, 6), "DIS_FYEAR": np.tile(np.arange(2005, 2011), len(acute)),
+                          "SPELLS": aggregates["ty_spells"].astype(np.int64),
+                          "DEATHS": aggregates["ty_deaths"].astype(np.int64),
+                          "EXPECTED": np.round(aggregates["ty_expected"], 3)})
+    return frame[frame.SPELLS > 0].sort_values(["PROCODE3", "DIS_FYEAR"]).reset_index(drop=True)
+
+
 def _write_truth_tables(world: World, folder: Path, aggregates: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """truth/*.csv; returns the planted outliers and the calibration counts."""
     truth.coefficients(world).to_csv(folder / "coefficients.csv", index=False, lineterminator="\n")
@@ -193,6 +204,12 @@ def _write_truth_tables(world: World, folder: Path, aggregates: dict) -> tuple[p
                                 "DEATHS": aggregates["ty_deaths"].astype(np.int64)})
     trust_years = trust_years[trust_years.SPELLS > 0].sort_values(["PROCODE3", "DIS_FYEAR"]).reset_index(drop=True)
     trust_years.to_csv(folder / "trust_year_counts.csv", index=False, lineterminator="\n")
+    casemix = _casemix_frame(world, aggregates)
+    casemix.to_csv(folder / "trust_year_casemix.csv", index=False, lineterminator="\n")
+    profiles = pd.DataFrame({"PROCODE3": acute, "SPELLS_PER_YEAR_FULL_SCALE": np.round(
+        world.trusts.SIZE.to_numpy()[world.trusts.TYPE.to_numpy() == "acute"], 1),
+        **world.profiles.as_frame_columns()})
+    profiles.to_csv(folder / "trust_profiles.csv", index=False, lineterminator="\n")
     calibration = truth.calibration_frame(aggregates["cal_spells"], aggregates["cal_deaths"])
     calibration.to_csv(folder / "calibration_counts.csv", index=False, lineterminator="\n")
     groups = pd.DataFrame({"DIAG_GROUP": world.group_ids, "SPELLS": aggregates["g_spells"].astype(np.int64),
@@ -267,8 +284,8 @@ def generate(out: Path, n: int, seed: int, start: date, end: date, workers: int 
              log=print) -> dict:
     """Write a world of ``n`` analysis admissions from ``seed`` into the new folder ``out``.
 
-    Returns truth/summary.json's content, plus ``seconds`` and ``_calibration``
-    (the calibration counts, for ``shmi synth --check``).
+    Returns truth/summary.json's content, plus ``seconds``, ``_calibration``
+    (the calibration counts) and ``_casemix`` (truth/trust_year_casemix.csv), for ``shmi synth --check``.
     """
     t0 = time.time()
     out = Path(out)
@@ -291,4 +308,5 @@ def generate(out: Path, n: int, seed: int, start: date, end: date, workers: int 
     truth.write_json(folder / "params.json", _params(world, n, outliers))
     summary["seconds"] = round(time.time() - t0, 1)
     summary["_calibration"] = calibration
+    summary["_casemix"] = pd.read_csv(folder / "trust_year_casemix.csv", dtype={"PROCODE3": str})
     return summary

@@ -15,10 +15,11 @@ from __future__ import annotations
 import numpy as np
 
 from shmi_spark.synth.dates import Calendar
-from shmi_spark.synth.numeric import inverse_cdf, position_in_segment, segment_starts, sigmoid
+from shmi_spark.synth.numeric import inverse_cdf, logit, position_in_segment, segment_starts, sigmoid
 from shmi_spark.synth.world import AGE_UNKNOWN, World, charlson_age_z, linear_predictor
 
-__all__ = ["analysis_spells", "pilot_spells", "plant_outcomes", "other_trust_in_region"]
+__all__ = ["analysis_spells", "pilot_spells", "plant_outcomes", "other_trust_in_region", "age_missing_p",
+           "admimeth_missing_p"]
 
 #: Table 2 band of a patient (0-10, missing excluded) → first and last age (years) of the band
 _BAND_FIRST_AGE = np.array([0, 1, 5, 15, 25, 35, 45, 55, 65, 75, 85])
@@ -155,12 +156,13 @@ def _birth_weight(rng, world: World, group, age_band_true):
     return np.where(has_weight, grams, -1), band
 
 
-def _trusts(rng, world: World, n_spells, transfer_out):
-    """Acute position of each spell's trust: a home trust, sometimes another one of the region; transfers
-    go to another acute trust of the region.  Returns (positions, transfer_in)."""
+def _trusts(rng, world: World, band, n_spells, transfer_out):
+    """Acute position of each spell's trust: a home trust (given the patient's age band, :mod:`.casemix`),
+    sometimes another one of the region; transfers go to another acute trust of the region.
+    Returns (positions, transfer_in)."""
     acute = world.acute_trusts()
     n_total = int(n_spells.sum())
-    home = inverse_cdf(np.cumsum(acute.share), rng.random(len(n_spells)))
+    home = _categorical(rng, world.home_cdf(), band)
     position = np.repeat(home, n_spells)
     away = rng.random(n_total) < 0.1
     position = np.where(away, other_trust_in_region(rng, position, acute.region, acute.share), position)
@@ -174,15 +176,28 @@ def _trusts(rng, world: World, n_spells, transfer_out):
     return position, transfer_in
 
 
+def age_missing_p(world: World, sex, age_years) -> np.ndarray:
+    """P(age unknown) of each spell, by sex and true age (:attr:`.world.World.age_missing`)."""
+    z = (np.clip(age_years, 0, 100) - 50.0) / 25.0
+    base, slope = world.age_missing[sex, 0], world.age_missing[sex, 1]
+    return np.clip(base * np.exp(slope * z), 0.0, 0.05)
+
+
+def admimeth_missing_p(world: World, elective) -> np.ndarray:
+    """P(admission method unknown) of each spell, by its true method (elective work more often)."""
+    return np.where(elective, world.admimeth_missing[0], world.admimeth_missing[1])
+
+
 def analysis_spells(world: World, rng: np.random.Generator, n: int, calendar: Calendar | None = None) -> dict:
     """``n`` analysis admissions of fresh patients, with covariates, outcomes' log-odds and dates.
 
     Keys: ``patient``, ``nth`` (0 = the patient's first admission),
     ``patient_spells``, ``adm_day``, ``dis_day``, ``dob_day``, ``age_years``,
     ``age_band_true``, ``age_band`` (unknown for some), ``sex_true``, ``sex``,
-    ``group``, ``admimeth``, ``charlson``, ``birweit_band``, ``grams``,
+    ``group``, ``admimeth``, ``elective`` (the true method), ``charlson``, ``birweit_band``, ``grams``,
     ``acute_position``, ``trust``, ``month``, ``fy``, ``transfer_out``,
-    ``transfer_in``, ``readmission_gap``, ``birth``, ``patient_band``, ``eta``.
+    ``transfer_in``, ``readmission_gap``, ``birth``, ``patient_band``, ``eta`` and ``eta_casemix``
+    (the log-odds without the trust-year effect).
     """
     calendar = calendar or world.calendar()
     band, sex, n_spells = _patients(world, rng, n)
@@ -192,37 +207,42 @@ def analysis_spells(world: World, rng: np.random.Generator, n: int, calendar: Ca
     adm_day, dis_day, transfer_out, readmission, starts = _spell_days(rng, world.last_day, n_spells, years)
     dob_day = np.repeat(-first_age_days, n_spells) + np.repeat(adm_day[starts], n_spells)
     age_years = np.floor((adm_day - dob_day) / 365.25).astype(np.int64)
+    position, transfer_in = _trusts(rng, world, band, n_spells, transfer_out)
+    profiles = world.profiles
     # model age band and sex (with missing values)
     age_band_true = np.where(age_years < 1, 0,
                              np.where(age_years < 5, 1, np.minimum(2 + (age_years - 5) // 5, 19)))
-    age_unknown = rng.random(n_total) < 0.00155
     sex_true = np.repeat(sex, n_spells)
+    age_unknown = rng.random(n_total) < age_missing_p(world, sex_true, age_years)
     sex_unknown = rng.random(n_total) < 0.0002
-    # diagnosis group | age band, sex
-    group = _categorical(rng, world.group_cdf, sex_true * 20 + age_band_true)
+    # diagnosis group | trust, age band, sex
+    group = _categorical(rng, world.group_cdf, (position * 2 + sex_true) * 20 + age_band_true)
     # admission method
-    elective = rng.random(n_total) < world.elective_p[group]
-    admimeth_unknown = rng.random(n_total) < 0.001
+    elective = rng.random(n_total) < sigmoid(logit(world.elective_p[group]) + profiles.elective[position])
+    admimeth_unknown = rng.random(n_total) < admimeth_missing_p(world, elective)
     # Charlson band
     z = charlson_age_z(age_years)
-    p_positive = sigmoid(world.charlson_a + 1.1 * z)
-    p_high = sigmoid(world.charlson_b + 0.5 * z)
+    coding = profiles.charlson[position]
+    p_positive = sigmoid(world.charlson_a + 1.1 * z + coding)
+    p_high = sigmoid(world.charlson_b + 0.5 * z + 0.5 * coding)
     band_zero = rng.random(n_total) >= p_positive
     charlson = np.where(band_zero, 0, np.where(rng.random(n_total) < p_high, 2, 1))
     grams, birweit_band = _birth_weight(rng, world, group, age_band_true)
-    position, transfer_in = _trusts(rng, world, n_spells, transfer_out)
     spells = {"patient": np.repeat(np.arange(len(n_spells)), n_spells), "nth": nth,
               "patient_spells": np.repeat(n_spells, n_spells), "adm_day": adm_day, "dis_day": dis_day,
               "dob_day": dob_day, "age_years": age_years, "age_band_true": age_band_true,
               "age_band": np.where(age_unknown, AGE_UNKNOWN, age_band_true), "sex_true": sex_true,
               "sex": np.where(sex_unknown, 2, sex_true), "group": group,
-              "admimeth": np.where(admimeth_unknown, 2, np.where(elective, 0, 1)), "charlson": charlson,
+              "admimeth": np.where(admimeth_unknown, 2, np.where(elective, 0, 1)), "elective": elective,
+              "charlson": charlson,
               "birweit_band": birweit_band, "grams": grams, "acute_position": position,
               "trust": world.acute_trusts().rows[position], "month": calendar.month_of(adm_day),
               "fy": calendar.fy_of(dis_day), "transfer_out": transfer_out, "transfer_in": transfer_in,
               "readmission_gap": readmission, "birth": np.repeat(birth, n_spells) & (nth == 0),
               "patient_band": np.repeat(band, n_spells)}
-    spells["eta"] = linear_predictor(world, spells)
+    spells["eta_casemix"] = linear_predictor(world, spells, trust=False)
+    year = np.clip(spells["fy"] - 2005, 0, 5)
+    spells["eta"] = spells["eta_casemix"] + world.trust_year[position, year]
     return spells
 
 
@@ -237,8 +257,8 @@ def plant_outcomes(world: World, rng: np.random.Generator, spells: dict) -> None
 
     Adds ``died``, ``in_hospital``, ``person``, ``dod_day``, ``last_of_person``,
     ``late_death`` (dies more than 30 days after the last discharge),
-    ``p_death`` and ``readmitted_30d``, and clears transfers out of a spell
-    that ended its person.
+    ``p_death``, ``p_casemix`` (without the trust-year effect) and ``readmitted_30d``, and clears
+    transfers out of a spell that ended its person.
     """
     n_total = len(spells["eta"])
     p_death = sigmoid(spells["eta"])
@@ -272,4 +292,5 @@ def plant_outcomes(world: World, rng: np.random.Generator, spells: dict) -> None
                                   31 + np.minimum(rng.geometric(1 / 220.0, n_total) - 1, 700))
     dod_day = np.where(later, spells["dis_day"] + days_to_late_death, dod_day)
     spells.update(died=died, in_hospital=in_hospital, person=person, dod_day=dod_day,
-                  last_of_person=last_of_person, late_death=later, p_death=p_death)
+                  last_of_person=last_of_person, late_death=later, p_death=p_death,
+                  p_casemix=sigmoid(spells["eta_casemix"]))

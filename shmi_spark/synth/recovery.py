@@ -34,7 +34,7 @@ def coefficient_recovery(fitted: pd.DataFrame, diagnostics: pd.DataFrame, truth:
     truth = pd.concat([truth[truth["TERM"] != "DIS_FYEAR"], year_rows], ignore_index=True)
     true_value = {(int(g), t, lv): float(e) for g, t, lv, e in
                   truth[["DIAG_GROUP", "TERM", "LEVEL", "ESTIMATE"]].itertuples(index=False)}
-    big = set(diagnostics.loc[(diagnostics["DEATHS"] >= min_deaths) & diagnostics["RULE"].isin(["mle", "mle_extended"]),
+    big = set(diagnostics.loc[(diagnostics["DEATHS"] >= min_deaths) & diagnostics["RULE"].isin(["mle", "mle_limit"]),
                               "DIAG_GROUP"].astype(int))
     fit = fitted.assign(LEVEL=fitted["LEVEL"].fillna("").astype(str))
     fit = fit[fit["DIAG_GROUP"].astype(int).isin(big) & fit["TERM"].isin(COMPARED_TERMS)]

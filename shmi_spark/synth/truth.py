@@ -128,7 +128,11 @@ _CELL_SIZES = (len(AGE_LEVELS), len(SEX_LEVELS), len(ADMIMETH_LEVELS), len(IMD_L
 
 
 def aggregate_chunk(world: World, calendar: Calendar, spells: dict, link: dict) -> dict:
-    """Per-chunk counts: trust × year, calibration cells, groups."""
+    """Per-chunk counts: trust × year (spells, deaths, case-mix expected deaths), calibration cells, groups.
+
+    The case-mix expected deaths of a trust-year are the sum of its spells' death
+    probabilities under the planted model without the trust-year effect.
+    """
     included, died = link["included"], link["died"]
     acute = np.nonzero(world.trusts.TYPE.to_numpy() == "acute")[0]
     position = np.full(len(world.trusts), -1)
@@ -146,6 +150,8 @@ def aggregate_chunk(world: World, calendar: Calendar, spells: dict, link: dict) 
     group = spells["group"][included]
     return {"ty_spells": np.bincount(trust_year, minlength=len(acute) * n_years),
             "ty_deaths": np.bincount(trust_year, weights=died, minlength=len(acute) * n_years).astype(np.int64),
+            "ty_expected": np.bincount(trust_year, weights=spells["p_casemix"][included],
+                                       minlength=len(acute) * n_years),
             "cal_spells": np.bincount(cell, minlength=n_cells),
             "cal_deaths": np.bincount(cell, weights=died, minlength=n_cells).astype(np.int64),
             "g_spells": np.bincount(group, minlength=n_groups),

@@ -5,8 +5,9 @@ A :class:`World` holds everything the generator draws spells from: the trusts
 excludes), the diagnosis groups (from the project's default reference files,
 METHOD.md §1) with their code vocabularies, the per-group logistic death models
 of METHOD.md §5 (shared effects + group deviations, :func:`linear_predictor`),
-the trust-year effects with the planted outliers of the paper's Table 4, and
-the demographic mixes.  :func:`draft_world` draws all of it from the seed;
+the trust-year effects with the planted outliers of the paper's Table 4, the
+trusts' case-mix profiles (:mod:`.casemix`: who each trust admits), and the
+demographic mixes.  :func:`draft_world` draws all of it from the seed;
 :mod:`.calibrate` then rakes the shared effects and the mixes to the paper's
 Tables 2-3 (:mod:`.paper`) on a pilot sample.
 """
@@ -25,15 +26,16 @@ import pandas as pd
 
 from shmi_spark.hes.levels import AGE_LEVELS, UNKNOWN
 from shmi_spark.io import reference
+from shmi_spark.synth.casemix import PROFILE_SD, TEACHING_SHIFT, TrustProfiles, draw_profiles, home_trust_cdf
 from shmi_spark.synth.dates import Calendar
 from shmi_spark.synth.numeric import logit, seed_sequence
 from shmi_spark.synth.paper import FULL_SCALE, OUTLIER_PATTERN, calibration_targets
 
 __all__ = ["VERSION", "DEFAULT_DIAG", "DEFAULT_CHARLSON", "AGE_UNKNOWN", "N_ACUTE", "World", "GroupMix",
            "CharlsonCombos", "AcuteTrusts", "draft_world", "charlson_combos", "linear_predictor",
-           "charlson_age_z"]
+           "charlson_age_z", "deprivation_p"]
 
-VERSION = "1"
+VERSION = "2"
 
 #: Default reference files of the project (METHOD.md §1), packaged with shmi_spark.
 DEFAULT_DIAG, DEFAULT_CHARLSON = (Path(p) for p in reference.reference_paths("", ""))
@@ -69,20 +71,27 @@ class GroupMix:
     age_profile: np.ndarray     # (G, 20) relative weight of each age band (unknown excluded)
     sex_weight: np.ndarray      # (G, 2) weight of male, female
 
-    def cumulative(self, boost: np.ndarray | None = None) -> np.ndarray:
-        """(2 sexes x 20 age bands, G) cumulative P(group | age band, sex); ``boost`` scales the sizes.
+    def cumulative(self, boost: np.ndarray | None = None, severity: np.ndarray | None = None,
+                   tilt: np.ndarray | None = None) -> np.ndarray:
+        """(trusts x 2 sexes x 20 age bands, G) cumulative P(group | trust, age band, sex).
 
-        The invalid group (index 0) takes 0.12% of each row.
+        ``boost`` scales the sizes; ``severity`` (G,) scores the groups and ``tilt``
+        (trusts,) tilts each trust's mix by exp(tilt x severity) (one trust, untilted,
+        when ``tilt`` is None).  The invalid group (index 0) takes 0.12% of each row.
         """
         sizes = self.size if boost is None else self.size * boost
-        cumulative = np.zeros((2 * N_AGE_BANDS, len(sizes)))
+        base = np.zeros((2 * N_AGE_BANDS, len(sizes)))
         for sex in range(2):
             for band in range(N_AGE_BANDS):
-                weight = sizes * self.age_profile[:, band] * self.sex_weight[:, sex]
-                weight[0] = 0.0012 * weight.sum()  # invalid primary diagnosis
-                cumulative[sex * N_AGE_BANDS + band] = np.cumsum(weight) / weight.sum()
-        cumulative[:, -1] = 1.0
-        return cumulative
+                base[sex * N_AGE_BANDS + band] = sizes * self.age_profile[:, band] * self.sex_weight[:, sex]
+        tilts = np.zeros(1) if tilt is None else np.asarray(tilt, float)
+        score = np.zeros(len(sizes)) if severity is None else severity
+        weight = base[None, :, :] * np.exp(tilts[:, None, None] * score[None, None, :])
+        weight[:, :, 0] = 0.0
+        weight[:, :, 0] = 0.0012 / (1 - 0.0012) * weight.sum(2)  # invalid primary diagnosis
+        cumulative = np.cumsum(weight, 2) / weight.sum(2, keepdims=True)
+        cumulative[:, :, -1] = 1.0
+        return cumulative.reshape(-1, len(sizes))
 
 
 @dataclass
@@ -124,7 +133,9 @@ class World:
     groups: pd.DataFrame        # DIAG_GROUP, LABEL, PERINATAL, PROFILE, SLOPE, SIZE, RATE, ELECTIVE
     group_ids: np.ndarray       # generator group index -> DIAG_GROUP (index 0 = invalid group 0)
     group_mix: GroupMix         # what group_cdf is built from
-    group_cdf: np.ndarray       # (2*20, G) cumulative P(group | sex * 20 + age band)
+    group_cdf: np.ndarray       # (T_acute*2*20, G) cumulative P(group | (position * 2 + sex) * 20 + age band)
+    group_severity: np.ndarray  # (G,) standardised log-odds of death of each group (the severity tilt's score)
+    profiles: TrustProfiles     # per-trust case-mix tilts (:mod:`.casemix`)
     elective_p: np.ndarray      # (G,) P(elective | group)
     perinatal: np.ndarray       # (G,) bool
     maternity: np.ndarray       # (G,) bool: maternity groups
@@ -142,6 +153,10 @@ class World:
     charlson_b: float = 0.0
     imd_w: np.ndarray = field(default_factory=lambda: np.ones(6))
     imd_theta: np.ndarray = field(default_factory=lambda: np.zeros(6))
+    #: P(age unknown | sex, age) = age_missing[sex, 0] * exp(age_missing[sex, 1] * (age - 50) / 25)
+    age_missing: np.ndarray = field(default_factory=lambda: np.array([[0.0016, 0.0], [0.0016, 0.0]]))
+    #: P(admission method unknown | elective, non-elective)
+    admimeth_missing: np.ndarray = field(default_factory=lambda: np.array([0.001, 0.001]))
     codes: dict = field(default_factory=dict)   # code vocabularies (see _codes)
     params: dict = field(default_factory=dict)  # written to truth/params.json
 
@@ -161,15 +176,30 @@ class World:
     def calendar(self) -> Calendar:
         return Calendar(self.start, self.last_day)
 
+    def home_cdf(self) -> np.ndarray:
+        """(11 Table 2 bands, acute trusts) cumulative P(home trust | patient's band) (:mod:`.casemix`)."""
+        band_weight = self.patient_cell_w.sum(1) * (1.0 + self.mean_extra_spells)
+        return home_trust_cdf(band_weight, self.acute_trusts().share, self.profiles.age)
+
+    def palliative_factor(self) -> np.ndarray:
+        """(trusts,) factor on the rate of palliative-care coding of each trust (1 at non-acute trusts)."""
+        factor = np.ones(len(self.trusts))
+        factor[self.acute_trusts().rows] = np.exp(self.profiles.palliative)
+        return factor
+
+    def set_group_cdf(self, boost: np.ndarray | None = None) -> None:
+        """Rebuild :attr:`group_cdf` from the group mix (``boost`` scales the groups' sizes)."""
+        self.group_cdf = self.group_mix.cumulative(boost, self.group_severity, self.profiles.severity)
+
 
 # ---------------------------------------------------------------- the death model (METHOD.md §5)
 
-def linear_predictor(world: World, spells: dict) -> np.ndarray:
+def linear_predictor(world: World, spells: dict, trust: bool = True) -> np.ndarray:
     """Log-odds of death of each analysis spell: group intercept + shared effects + group deviations.
 
     Charlson terms do not apply to the invalid group (index 0); birth-weight terms
     apply to the perinatal groups only; the trust-year effect (with any planted
-    excess) is added last.
+    excess) is added last, unless ``trust`` is False (the case-mix-only log-odds).
     """
     group = spells["group"]
     shared, deviation = world.shared, world.deviation
@@ -186,8 +216,21 @@ def linear_predictor(world: World, spells: dict) -> np.ndarray:
     birweit = spells["birweit_band"]
     eta += np.where(world.perinatal[group],
                     shared["BIRWEIT_BAND"][birweit] + deviation["BIRWEIT_BAND"][group, birweit], 0.0)
-    eta += world.trust_year[spells["acute_position"], year]
+    if trust:
+        eta += world.trust_year[spells["acute_position"], year]
     return eta
+
+
+def deprivation_p(world: World, age_years, tilt, imd_w=None, imd_theta=None) -> np.ndarray:
+    """(patients, 6) P(deprivation fifth | age, trust's tilt) ∝ w_f exp(theta_f z_age + tilt (f - 2))
+    for the fifths f = 0-4 (the unknown fifth, 5, untilted)."""
+    imd_w = world.imd_w if imd_w is None else imd_w
+    imd_theta = world.imd_theta if imd_theta is None else imd_theta
+    z_age = (np.clip(age_years, 0, 100) - 55.0) / 25.0
+    step = np.array([-2.0, -1.0, 0.0, 1.0, 2.0, 0.0])
+    log_weight = np.log(imd_w)[None, :] + imd_theta[None, :] * z_age[:, None] + np.outer(tilt, step)
+    p_fifth = np.exp(log_weight - log_weight.max(1, keepdims=True))
+    return p_fifth / p_fifth.sum(1, keepdims=True)
 
 
 def charlson_age_z(age_years):
@@ -306,12 +349,18 @@ def _procodes(rng, n, prefix, taken):
 
 
 def _acute_sizes(rng) -> np.ndarray:
-    """Analysis admissions a year of each acute trust at full scale: left-skewed body, long right tail."""
+    """Analysis admissions a year of each acute trust at full scale: about 20,000 to over 150,000.
+
+    A log-normal body (narrower below the median than above) between a smallest
+    trust of 19,800 and a largest of 158,000 admissions a year, scaled so that the
+    trusts hold the paper's admissions (a year of :data:`FULL_SCALE` / 5.5).
+    """
     quantiles = (np.arange(N_ACUTE) + 0.5) / N_ACUTE
     z = np.array([NormalDist().inv_cdf(x) for x in quantiles])
-    size = 52_800 * np.exp(np.where(z < 0, 0.55 * z, 0.28 * z))
-    size[0], size[-1] = 12_188, 155_809
-    size = size * (FULL_SCALE / 5.5 / size.sum())
+    size = np.exp(np.where(z < 0, 0.28 * z, 0.40 * z))
+    size[0], size[-1] = 19_800, 158_000
+    body = slice(1, N_ACUTE - 1)
+    size[body] *= (FULL_SCALE / 5.5 - size[0] - size[-1]) / size[body].sum()
     rng.shuffle(size)
     return size
 
@@ -499,11 +548,18 @@ def draft_world(seed: int, n: int, start: date, end: date) -> World:
     largest = np.argsort(-trusts.SIZE.to_numpy()[acute])[:40]
     outlier_positions = rng.choice(largest, len({slot for slot, _ in OUTLIER_PATTERN}), replace=False)
     mix = _group_mix(groups)
+    log_odds = logit(rates[1:])
+    severity = np.concatenate([[0.0], (log_odds - log_odds.mean()) / log_odds.std()])
+    size = trusts.SIZE.to_numpy()[acute]
+    profiles = draw_profiles(np.random.default_rng(seed_sequence(seed, 5)), size)
     params = {"seed": seed, "n": n, "start": start.isoformat(), "end": end.isoformat(), "version": VERSION,
-              "outlier_slots": [int(acute[s]) for s in outlier_positions]}
+              "outlier_slots": [int(acute[s]) for s in outlier_positions],
+              "casemix_profile_sd": dict(PROFILE_SD), "casemix_teaching_shift": dict(TEACHING_SHIFT),
+              "teaching_trusts": int(profiles.teaching.sum())}
     return World(
         seed=seed, n=n, start=start, end=end, last_day=(end - start).days, trusts=trusts, groups=groups,
-        group_ids=np.concatenate([[0], groups.DIAG_GROUP.to_numpy()]), group_mix=mix, group_cdf=mix.cumulative(),
+        group_ids=np.concatenate([[0], groups.DIAG_GROUP.to_numpy()]), group_mix=mix,
+        group_cdf=mix.cumulative(None, severity, profiles.severity), group_severity=severity, profiles=profiles,
         elective_p=np.concatenate([[0.1], groups.ELECTIVE.to_numpy()]),
         perinatal=np.concatenate([[False], groups.PROFILE.eq("neonatal").to_numpy()]),
         maternity=np.concatenate([[False], groups.PROFILE.eq("maternity").to_numpy()]),
