@@ -7,9 +7,9 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import TEST_PROFILE
 
 from shmi_spark.config import load_config
-from conftest import TEST_PROFILE
 
 pytestmark = pytest.mark.slow  # every test here runs the whole pipeline on a 20,000-admission world
 

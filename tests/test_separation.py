@@ -10,7 +10,6 @@ its limit): the fitted probabilities agree to 1e-6, separated cells included.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 from test_models import _cells, _probabilities
 
@@ -156,3 +155,45 @@ def test_firth_on_a_saturated_table_adds_a_half():
     fit = firth_fit(x, np.array([10.0, 10.0]), np.array([5.0, 0.0]), max_iter=50, tol=1e-12)
     assert fit.converged
     np.testing.assert_allclose(fit.coefficients, [0.0, np.log(0.5 / 10.5)], atol=1e-9)
+
+
+def test_only_numerical_failures_change_the_rule():
+    """A fitter's numerical failure is a change of rule, named in DETAIL; any other error fails the run."""
+    import time
+
+    from shmi_spark.model.design import GroupDesign, Limit
+    from shmi_spark.model.rules import fit_with_rules
+
+    d = GroupDesign(group=5, spells=100, deaths=10, n_cells=4,
+                    levels={"AGE_BAND": [("60-64", 50, 4), ("70-74", 50, 6)]}, reference={"AGE_BAND": "60-64"},
+                    features=[("AGE_BAND", "70-74")], limit=Limit())
+
+    def singular(design, reg_param, standard_errors):
+        raise np.linalg.LinAlgError("singular matrix")
+
+    fit = fit_with_rules(singular, d, ModelConfig(), time.perf_counter(), (np.linalg.LinAlgError,))
+    assert fit.diagnostics["RULE"] == "crude_rate"
+    assert "unpenalised fit failed: LinAlgError: singular matrix" in fit.diagnostics["DETAIL"]
+    assert "ridge fit failed: LinAlgError" in fit.diagnostics["DETAIL"]
+
+    def broken(design, reg_param, standard_errors):
+        raise KeyError("a programming error")
+
+    with pytest.raises(KeyError):
+        fit_with_rules(broken, d, ModelConfig(), time.perf_counter(), (np.linalg.LinAlgError,))
+    with pytest.raises(ValueError, match="not been examined"):
+        fit_with_rules(singular, GroupDesign(group=5, spells=100, deaths=10, n_cells=4), ModelConfig(),
+                       time.perf_counter(), (np.linalg.LinAlgError,))
+
+
+def test_rule_settings_are_checked():
+    from conftest import TEST_PROFILE
+
+    from shmi_spark.config import ConfigError, load_config
+
+    assert load_config(TEST_PROFILE).model.degenerate_rule == "ml_limit"
+    assert load_config(TEST_PROFILE, settings={"model": {"degenerate_rule": "firth"}}).model.degenerate_rule == "firth"
+    with pytest.raises(ConfigError, match="firth only with model.engine = grouped"):
+        load_config(TEST_PROFILE, settings={"model": {"degenerate_rule": "firth", "engine": "spark_ml"}})
+    with pytest.raises(ConfigError, match="ml_limit, ridge, firth or crude"):
+        load_config(TEST_PROFILE, settings={"model": {"degenerate_rule": "extended_mle"}})

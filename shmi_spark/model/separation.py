@@ -52,6 +52,8 @@ __all__ = ["SeparationError", "Separation", "find_separation", "aliased_columns"
 _NULL_TOL = 1e-10
 # a direction's component, or a mixed cell's movement, below this is zero
 _ZERO = 1e-9
+# linprog's methods, tried in this order until one solves the programme
+_METHODS = ("highs-ds", "highs-ipm")
 
 
 class SeparationError(ArithmeticError):
@@ -120,9 +122,14 @@ def find_separation(x: np.ndarray, spells: np.ndarray, deaths: np.ndarray) -> Se
     # variables: z (r, free), t (u, in [0, 1]); minimise -Σt subject to t - rows·z <= 0
     c = np.concatenate([np.zeros(r), -np.ones(u)])
     a_ub = np.hstack([-distinct, np.eye(u)])
-    result = linprog(c, A_ub=a_ub, b_ub=np.zeros(u), bounds=[(None, None)] * r + [(0.0, 1.0)] * u,
-                     method="highs")
-    if result.status != 0:
+    bounds = [(None, None)] * r + [(0.0, 1.0)] * u
+    # HiGHS' simplex now and then stops without a status on these programmes (free variables,
+    # a floating-point basis); its interior-point method then solves them
+    for method in _METHODS:
+        result = linprog(c, A_ub=a_ub, b_ub=np.zeros(u), bounds=bounds, method=method)
+        if result.status == 0:
+            break
+    else:
         raise SeparationError(f"separation programme: {result.message}")
     z, t = result.x[:r], result.x[r:]
     chosen = t > 0.5
