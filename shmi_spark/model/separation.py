@@ -22,10 +22,13 @@ direction moves strictly are the separated cells; the programme
     maximise Σ t_u  subject to  t_u ≤ s_u a_u·d,  0 ≤ t_u ≤ 1,  a_i·d = 0 for mixed cells
 
 finds them all at once: at its optimum ``t_u = 1`` exactly on the separated
-cells (directions add, so one ``d`` moves them all) and 0 elsewhere.  The
-programme is solved in the null space of the mixed cells (so a group whose
-mixed cells fix every parameter, as in any large group, costs no programme at
-all), on the distinct pure rows.
+cells (directions add, so one ``d`` moves them all) and 0 elsewhere.  It is
+solved on the exact 0/1 rows (the distinct ones), and only where the mixed
+cells leave some direction free (the null space of their rows, from their
+Gram matrix), so a group whose mixed cells fix every parameter, as any large
+group's do, costs no programme at all.  A second programme then gives the
+direction used for the coefficients: the smallest ``Σ|d|`` that moves the
+cells found by at least 1 and leaves every other cell exactly where it is.
 
 :func:`aliased_columns` names the design columns that are linear combinations
 of earlier ones among the remaining cells, in column order, as R's ``glm``
@@ -52,6 +55,8 @@ __all__ = ["SeparationError", "Separation", "find_separation", "aliased_columns"
 _NULL_TOL = 1e-10
 # a direction's component, or a mixed cell's movement, below this is zero
 _ZERO = 1e-9
+# the largest |component| of a direction in the first programme (it only needs some direction)
+_D_BOUND = 1e6
 # linprog's methods, tried in this order until one solves the programme
 _METHODS = ("highs-ds", "highs-ipm")
 
@@ -94,6 +99,16 @@ def _null_space(a: np.ndarray) -> np.ndarray:
     return vectors[:, values <= _NULL_TOL * top]
 
 
+def _solve(c, *, a_ub, b_ub, a_eq, bounds):
+    """``linprog`` by HiGHS' dual simplex, else its interior-point method; a failure of both is numerical."""
+    b_eq = None if a_eq is None else np.zeros(len(a_eq))
+    for method in _METHODS:
+        result = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method=method)
+        if result.status == 0:
+            return result
+    raise SeparationError(f"separation programme: {result.message}")
+
+
 def find_separation(x: np.ndarray, spells: np.ndarray, deaths: np.ndarray) -> Separation:
     """The separated cells of a group's cells (``x``: 0/1 features, without the intercept).
 
@@ -112,37 +127,32 @@ def find_separation(x: np.ndarray, spells: np.ndarray, deaths: np.ndarray) -> Se
     if basis.shape[1] == 0:
         return none
     sign = np.where(deaths > 0, 1.0, -1.0)
-    rows = (a[pure] @ basis) * sign[pure][:, None]
-    rows[np.abs(rows) < _ZERO] = 0.0
-    movable = np.abs(rows).max(axis=1) > 0
-    if not movable.any():
-        return none
-    distinct, inverse = np.unique(np.round(rows[movable], 12), axis=0, return_inverse=True)
-    r, u = basis.shape[1], len(distinct)
-    # variables: z (r, free), t (u, in [0, 1]); minimise -Σt subject to t - rows·z <= 0
-    c = np.concatenate([np.zeros(r), -np.ones(u)])
-    a_ub = np.hstack([-distinct, np.eye(u)])
-    bounds = [(None, None)] * r + [(0.0, 1.0)] * u
-    # HiGHS' simplex now and then stops without a status on these programmes (free variables,
-    # a floating-point basis); its interior-point method then solves them
-    for method in _METHODS:
-        result = linprog(c, A_ub=a_ub, b_ub=np.zeros(u), bounds=bounds, method=method)
-        if result.status == 0:
-            break
-    else:
-        raise SeparationError(f"separation programme: {result.message}")
-    z, t = result.x[:r], result.x[r:]
-    chosen = t > 0.5
+    # the programme on the exact 0/1 rows: the distinct mixed rows (a·d = 0) and the distinct
+    # signed pure rows (t ≤ s·a·d); a pure row that also occurs mixed cannot move
+    mixed_rows = np.unique(a[~pure], axis=0)
+    signed, inverse = np.unique(a[pure] * sign[pure][:, None], axis=0, return_inverse=True)
+    k, u = a.shape[1], len(signed)
+    c = np.concatenate([np.zeros(k), -np.ones(u)])
+    result = _solve(c, a_ub=np.hstack([-signed, np.eye(u)]), b_ub=np.zeros(u),
+                    a_eq=np.hstack([mixed_rows, np.zeros((len(mixed_rows), u))]) if len(mixed_rows) else None,
+                    bounds=[(-_D_BOUND, _D_BOUND)] * k + [(0.0, 1.0)] * u)
+    chosen = result.x[k:] > 0.5
     if not chosen.any():
         return none
-    direction = basis @ z
+    # a clean direction for the cells found: the smallest Σ|d| with s·a·d ≥ 1 on them and
+    # a·d = 0 on every other row (the first programme's d may be large and loosely rounded)
+    fixed = np.vstack([mixed_rows, signed[~chosen]]) if len(mixed_rows) else signed[~chosen]
+    cleanup = _solve(np.ones(2 * k), a_ub=np.hstack([-signed[chosen], signed[chosen]]),
+                     b_ub=-np.ones(int(chosen.sum())),
+                     a_eq=np.hstack([fixed, -fixed]) if len(fixed) else None,
+                     bounds=[(0.0, None)] * (2 * k))
+    direction = cleanup.x[:k] - cleanup.x[k:]
     direction[np.abs(direction) < _ZERO] = 0.0
     moved = sign * (a @ direction)
     separated = np.zeros(n, dtype=bool)
-    separated[np.flatnonzero(pure)[np.flatnonzero(movable)[chosen[inverse]]]] = True
+    separated[np.flatnonzero(pure)[chosen[inverse]]] = True
     still = ~separated
-    if np.any(moved[separated] < 1 - 1e-6) or np.any(np.abs(moved[still & ~pure]) > 1e-7) \
-            or np.any(moved[still] < -1e-7) or np.any(moved[still & pure] > 1e-7):
+    if np.any(moved[separated] < 1 - 1e-6) or np.any(np.abs(moved[still]) > 1e-7):
         raise SeparationError("separation programme: its direction does not separate the cells it names")
     limits = np.full(n, np.nan)
     limits[separated] = np.where(deaths[separated] > 0, 1.0, 0.0)
