@@ -86,7 +86,6 @@ class _GroupCells:
         self.levels = {t: {lv: i for i, lv in enumerate(self.names[t])} for t in TERMS}
         self.spells = frame["SPELLS"].to_numpy(dtype=float)[order]
         self.deaths = frame["DEATHS"].to_numpy(dtype=float)[order]
-        self._keys: np.ndarray | None = None
         # the separated cells limit_of found: their keys and their mask
         self.separated: tuple[frozenset[str], np.ndarray] | None = None
 
@@ -109,11 +108,9 @@ class _GroupCells:
         """True for the cells that enter the design's fit: all but its ``excluded`` ones."""
         if not d.excluded:
             return np.ones(len(self.spells), dtype=bool)
-        if self.separated is not None and self.separated[0] == d.excluded:  # as limit_of found them
-            return ~self.separated[1]
-        if self._keys is None:
-            self._keys = np.array([self.key(i) for i in range(len(self.spells))], dtype=object)
-        return ~np.isin(self._keys, np.array(sorted(d.excluded), dtype=object))
+        if self.separated is None or self.separated[0] != d.excluded:
+            raise ValueError(f"group {d.group}: cells excluded that limit_of did not find separated")
+        return ~self.separated[1]
 
 
 def limit_of(cells: _GroupCells, d: GroupDesign) -> GroupDesign:
