@@ -28,6 +28,7 @@ COMMANDS = [
     ("synth", "write a synthetic national HES + ONS world"),
     ("run", "compute SHMI end to end: ingest, spells, models, indicator, files"),
     ("refresh", "compute and publish one month's 12-month period under ROOT/periods/, with index.csv and latest"),
+    ("report", "write the HTML report of a finished run (report/index.html)"),
     ("band", "add SHMI, funnel limits and banding to a trust-level CSV (no Spark)"),
 ]
 EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 1, 2, 130

@@ -216,7 +216,9 @@ class OutputConfig:
     apart; a lock whose holder is gone (or, on another host, silent for
     ``lock_stale_seconds``) is taken over with a warning.  The run's log goes
     to ``log_dir`` (empty: ``<dir>.logs/`` beside a local ``dir``, ``logs/``
-    in the current folder otherwise).
+    in the current folder otherwise).  ``report``: write the HTML report
+    (``report/index.html``, :mod:`shmi_spark.report`) into a local ``dir`` at
+    the end of the run (``shmi run --no-report`` turns it off).
     """
 
     dir: str = "out/run"
@@ -227,6 +229,7 @@ class OutputConfig:
     suppress_min: int = 1
     suppress_max: int = 7
     round_to: int = 5
+    report: bool = True
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,10 @@ Output folder (``output.dir``)::
     shmi_panel.csv, outliers.csv   (five-year runs) the paper's Table 4
     publication/               (publication mode) disclosure-controlled CSVs
     summary.json               counts in and out of every stage, settings, timings
+    trust_areas.csv, diag_groups.csv, model_calibration.csv   for the report: region and peer
+                               group per trust, supergroup per group, deaths by tenth of risk
+    report/                    the HTML report (shmi_spark.report; output.report, --no-report),
+                               written once the rest is committed
     _SHMI_OUTPUT.json          the run's marker and manifest, written last
 """
 
@@ -79,12 +83,12 @@ from shmi_spark.io.inputs import (
     trusts_of,
 )
 from shmi_spark.io.outputs import OutputFolder, check_destination
-from shmi_spark.io.paths import is_local
+from shmi_spark.io.paths import is_local, local_path
 from shmi_spark.io.publish import write_json
 from shmi_spark.provenance import code_revision, config_sha256
 from shmi_spark.session import executor_environment, size_shuffles
 
-__all__ = ["STAGES", "prepare_run", "run_pipeline", "execute", "stop_session"]
+__all__ = ["STAGES", "ReportFailed", "prepare_run", "run_pipeline", "execute", "write_run_report", "stop_session"]
 
 STAGES = ("spells", "all")
 
@@ -104,7 +108,7 @@ def prepare_run(cfg: Config) -> RunInputs:
 
 def run_pipeline(spark: SparkSession | Callable[[], SparkSession], cfg: Config, *, stage: str = "all",
                  quiet: bool = False, prepared: RunInputs | None = None, command: str = "",
-                 annotate: dict | None = None) -> dict:
+                 annotate: dict | None = None, report_history: list[str] | None = None) -> dict:
     """Run the pipeline into ``cfg.output.dir`` through a staging folder; return the summary.
 
     ``spark`` is a session, or a function returning one (called once the
@@ -112,6 +116,8 @@ def run_pipeline(spark: SparkSession | Callable[[], SparkSession], cfg: Config, 
     bad input or a busy folder fails before Spark starts; a session it
     returns is stopped before the staging folder is removed or committed).
     ``annotate``: more top-level entries for ``summary.json`` (a refresh's own).
+    ``report_history``: earlier runs' folders whose periods the report's trends
+    include (a refresh's earlier periods).
     """
     if stage not in STAGES:
         raise InputError(f"unknown stage '{stage}' (known: {', '.join(STAGES)})")
@@ -138,6 +144,10 @@ def run_pipeline(spark: SparkSession | Callable[[], SparkSession], cfg: Config, 
                 summary |= annotate or {}
                 write_json(session, summary, out.staging, "summary.json")
                 out.commit(run_fingerprint(cfg, inputs, summary))
+                if stage == "all" and o.report:  # after the commit: the run's tables never wait on its report
+                    report = write_run_report(out.path, StageLog(quiet=quiet), history=report_history or [])
+                    if report is not None:
+                        summary["report"] = str(report)
             finally:
                 if start is not None and session is not None:  # stopped before the staging folder is discarded
                     stop_session(session)
@@ -146,6 +156,33 @@ def run_pipeline(spark: SparkSession | Callable[[], SparkSession], cfg: Config, 
         if start is not None and session is not None:
             stop_session(session)
     return summary
+
+
+class ReportFailed(RuntimeError):
+    """The run's outputs are committed but its report could not be written (a failure of the report's code)."""
+
+
+def write_run_report(folder: str, log: StageLog, *, history: list[str]):
+    """The committed run's HTML report, ``folder/report/`` (:mod:`shmi_spark.report`); local folders only.
+
+    Written after the commit, under the run's lock: a report that fails never
+    holds back or discards the run's tables; the failure still fails the
+    command (:class:`ReportFailed`, naming the folder and ``shmi report``).
+    Returns the report's ``index.html``, or ``None`` for a folder that is not local.
+    """
+    from shmi_spark.report.build import write_report
+
+    if not is_local(folder):
+        log.warn("no report written: the output folder is not local; run `shmi report --run DIR` on a local copy")
+        return None
+    t0 = time.perf_counter()
+    try:
+        result = write_report(local_path(folder), history=history)
+    except Exception as exc:  # noqa: BLE001 - re-raised with what is safe and what to run
+        raise ReportFailed(f"the run's outputs are complete in {folder}, but its report could not be written "
+                           f"({type(exc).__name__}: {exc}); `shmi report --run {folder}` retries it") from exc
+    log.record("report", result.trust_pages, result.figures, time.perf_counter() - t0)
+    return result.index
 
 
 def stop_session(spark: SparkSession) -> None:
@@ -203,7 +240,7 @@ def execute(spark: SparkSession, cfg: Config, inputs: RunInputs, out: str, *, st
             results.append(r)
         t0 = time.perf_counter()
         with log.running("files", spark):
-            files = write_indicator_tables(spark, cfg, results, trusts, out)
+            files = write_indicator_tables(spark, cfg, results, trusts, out, lookup=inputs.lookup)
         summary["periods"] = [r.summary for r in results]
         summary["files"] = files.files
         if files.outliers_by_year is not None:

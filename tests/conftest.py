@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 from pathlib import Path
@@ -38,6 +39,34 @@ def spark(test_config):
     session.stop()
 
 
+# The whole-pipeline tests' synthetic world (tests/test_pipeline.py, tests/test_report*.py).
+WORLD_N = 20_000
+WORLD_SEED = 11
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    from shmi_spark.synth.generate import generate
+
+    path = tmp_path_factory.mktemp("world")
+    generate(str(path), WORLD_N, WORLD_SEED, dt.date(2005, 4, 1), dt.date(2010, 9, 30), workers=1)
+    return path
+
+
+@pytest.fixture(scope="session")
+def run_all(spark, world, tmp_path_factory):
+    from shmi_spark.config import load_config
+    from shmi_spark.pipeline import run_pipeline
+
+    out = tmp_path_factory.mktemp("run")
+    # a small world: one 60-month period so every trust has deaths enough for the funnel
+    cfg = load_config(TEST_PROFILE, settings={
+        "input": {"dir": str(world)}, "output": {"dir": str(out), "publication": True},
+        "method": {"period_months": 60, "modelling_window_months": 60}})
+    summary = run_pipeline(spark, cfg, quiet=True)
+    return out, summary
+
+
 @pytest.fixture(scope="session")
 def chain(spark):
     """Every case declared with ``spell_cases.chain_case``, run through the chain at once.
@@ -48,3 +77,20 @@ def chain(spark):
     """
     from spell_cases import CASES, Chain
     return Chain(spark, CASES.values())
+
+
+@pytest.fixture(scope="session")
+def report_run(spark, world, run_all, tmp_path_factory):
+    """The 20k world's five years (each financial year and the pooled five) from ``run_all``'s spell table,
+    a publication run with its report written by the run (output.report), as ``shmi run --five-year`` does."""
+    from shmi_spark.config import load_config
+    from shmi_spark.pipeline import run_pipeline
+
+    spells_from, _ = run_all
+    out = tmp_path_factory.mktemp("five_year") / "run"
+    cfg = load_config(TEST_PROFILE, settings={
+        "input": {"spells": str(spells_from / "spells"), "trusts": str(world / "reference" / "trusts.csv")},
+        "output": {"dir": str(out), "publication": True, "report": True},
+        "method": {"five_year": True}})
+    summary = run_pipeline(spark, cfg, quiet=True)
+    return out, summary

@@ -316,3 +316,11 @@ def test_small_trust_not_banded_and_no_inf_in_csv(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["band", "--input", str(src), "--out", str(out), "--min-expected", "-1"])
     assert "--min-expected" in capsys.readouterr().err
+
+
+def test_plot_title_names_the_period_not_a_file():
+    from shmi_spark.commands.band import default_title
+
+    assert default_title(pd.DataFrame({"PERIOD": ["2009/10", "2009/10"]})) == "SHMI funnel plot, 2009/10"
+    assert default_title(pd.DataFrame({"PERIOD": ["2008/09", "2009/10"]})) == "SHMI funnel plot"
+    assert default_title(pd.DataFrame({"PROVIDER": ["R1"]})) == "SHMI funnel plot"

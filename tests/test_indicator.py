@@ -138,3 +138,21 @@ def test_area_summaries_ratio_finite():
     areas = area_summaries(rows, trusts)
     assert _no_infinity(areas, ["RATIO"])
     assert pd.isna(areas.loc[areas["AREA"] == "Empty", "RATIO"]).all()
+
+
+def test_trust_areas_give_each_trust_its_region_and_size_third():
+    from shmi_spark.indicator.tables import trust_areas
+
+    rows = pd.DataFrame({"PROVIDER_CODE": ["A", "B", "C", "D", "E", "F"] * 2,
+                         "PERIOD": ["p1"] * 6 + ["p2"] * 6,
+                         "SPELLS": [10, 20, 30, 40, 50, 60, 60, 50, 40, 30, 20, 10]})
+    trusts = pd.DataFrame({"PROCODE3": list("ABCDEF"), "REGION": ["North", "North", "South", "South", None, "East"]})
+    got = trust_areas(rows, trusts)
+    assert list(got.columns) == ["PROVIDER_CODE", "PERIOD", "REGION", "PEER_GROUP"]
+    assert list(got["PEER_GROUP"]) == ["small"] * 2 + ["medium"] * 2 + ["large"] * 2 \
+        + ["large"] * 2 + ["medium"] * 2 + ["small"] * 2
+    assert list(got["REGION"].iloc[:6].fillna("-")) == ["North", "North", "South", "South", "-", "East"]
+    # the area summaries count the same peer groups
+    areas = area_summaries(rows.assign(OBSERVED=1, EXPECTED=1.0, BANDING=2), trusts)
+    peer = areas[(areas["LEVEL"] == "peer_group") & (areas["PERIOD"] == "p1")].set_index("AREA")["TRUSTS"]
+    assert peer.to_dict() == {"large": 2, "medium": 2, "small": 2}

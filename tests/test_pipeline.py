@@ -13,32 +13,6 @@ from shmi_spark.config import load_config
 
 pytestmark = pytest.mark.slow  # every test here runs the whole pipeline on a 20,000-admission world
 
-WORLD_N = 20_000
-WORLD_SEED = 11
-
-
-@pytest.fixture(scope="session")
-def world(tmp_path_factory):
-    from shmi_spark.synth.generate import generate
-
-    path = tmp_path_factory.mktemp("world")
-    generate(str(path), WORLD_N, WORLD_SEED, dt.date(2005, 4, 1), dt.date(2010, 9, 30), workers=1)
-    return path
-
-
-@pytest.fixture(scope="session")
-def run_all(spark, world, tmp_path_factory):
-    from shmi_spark.pipeline import run_pipeline
-
-    out = tmp_path_factory.mktemp("run")
-    # a small world: one 60-month period so every trust has deaths enough for the funnel
-    cfg = load_config(TEST_PROFILE, settings={
-        "input": {"dir": str(world)}, "output": {"dir": str(out), "publication": True},
-        "method": {"period_months": 60, "modelling_window_months": 60}})
-    summary = run_pipeline(spark, cfg, quiet=True)
-    return out, summary
-
-
 def plain_counts(world) -> pd.DataFrame:
     """An independent, plain pandas computation of spells and deaths per trust and year.
 

@@ -115,3 +115,24 @@ def test_c_statistic_from_cells_equals_per_spell(spark):
         sub = spells[spells["DIAG_GROUP"] == g]
         got = from_cells[from_cells["DIAG_GROUP"] == g]["C_STATISTIC"].iloc[0]
         assert got == pytest.approx(brute_force_c(sub["P_EXPECTED"], sub["DIED"]), abs=1e-12)
+
+
+def test_calibration_deciles_put_tied_probabilities_in_one_tenth(spark):
+    from shmi_spark.model.quality import calibration_deciles
+
+    # 100 spells: probabilities 0.01 (30 spells, 1 death), 0.2 (40 spells in two cells, 9 deaths), 0.5 (30, 14)
+    cells = pd.DataFrame({"DIAG_GROUP": [1, 1, 2, 2], "P_EXPECTED": [0.01, 0.2, 0.2, 0.5],
+                          "SPELLS": [30, 25, 15, 30], "DEATHS": [1, 5, 4, 14]})
+    got = calibration_deciles(spark.createDataFrame(cells, "DIAG_GROUP int, P_EXPECTED double, SPELLS long, "
+                                                           "DEATHS long"))
+    # midpoints 15, 50, 85 of 100 spells -> tenths floor(1.5)+1 = 2, floor(5)+1 = 6, floor(8.5)+1 = 9
+    want = pd.DataFrame({"DECILE": [2, 6, 9], "SPELLS": [30, 40, 30], "OBSERVED": [1, 9, 14],
+                         "EXPECTED": [0.3, 8.0, 15.0], "P_LOW": [0.01, 0.2, 0.5], "P_HIGH": [0.01, 0.2, 0.5]})
+    pd.testing.assert_frame_equal(got, want, check_exact=False, atol=1e-12)
+    # per spell, the same: ten distinct probabilities of ten spells each fill the ten tenths
+    rows = [(1, p / 100, int(i < 3)) for p in range(1, 11) for i in range(10)]
+    spells = spark.createDataFrame(rows, "DIAG_GROUP int, P_EXPECTED double, DIED int")
+    got = calibration_deciles(spells)
+    assert list(got["DECILE"]) == list(range(1, 11)) and list(got["SPELLS"]) == [10] * 10
+    assert list(got["OBSERVED"]) == [3] * 10
+    assert got["EXPECTED"].to_numpy() == pytest.approx([p / 10 for p in range(1, 11)])

@@ -407,3 +407,28 @@ def test_trusts_missing_column_and_duplicates(tmp_path):
     p = _write(tmp_path, "t.csv", "")
     with pytest.raises(InputError, match="empty"):
         load_trusts(p)
+
+
+@pytest.mark.parametrize("code, chapter", [
+    ("A419", "Infectious and parasitic diseases"), ("C349", "Neoplasms"), ("D489", "Neoplasms"),
+    ("D500", "Blood and immune disorders"), ("H590", "Eye"), ("H600", "Ear"), ("I219", "Circulatory system"),
+    ("S720", "Injury and poisoning"), ("T983", "Injury and poisoning"), ("U071", "Codes for special purposes"),
+    ("Z515", "Factors influencing health status"), ("P969", "Perinatal conditions"), ("P97X", None)])
+def test_icd10_chapter(code, chapter):
+    from shmi_spark.io.reference import icd10_chapter
+    assert icd10_chapter(code) == chapter
+
+
+def test_supergroups_are_the_chapter_of_most_codes(default_lookup, tmp_path):
+    s = default_lookup.supergroups()
+    assert list(s.columns) == ["DIAG_GROUP", "LABEL", "SUPERGROUP"]
+    assert len(s) == len(default_lookup.groups) and s["DIAG_GROUP"].is_unique
+    by_label = dict(zip(s["LABEL"], s["SUPERGROUP"], strict=True))
+    assert by_label["Acute myocardial infarction"] == "Circulatory system"
+    assert by_label["Fracture of neck of femur (hip)"] == "Injury and poisoning"
+    # a group over two chapters takes the one with more codes; a tie, the earlier chapter
+    path = tmp_path / "groups.csv"
+    path.write_text("DIAG_GROUP,LABEL,ICD10_FROM,ICD10_TO,PERINATAL\n"
+                    "1,Mixed,A00,A01,0\n1,Mixed,J00,J02,0\n2,Tied,K00,K00,0\n2,Tied,B00,B00,0\n")
+    got = load_diag_lookup(path).supergroups().set_index("DIAG_GROUP")["SUPERGROUP"]
+    assert got[1] == "Respiratory system" and got[2] == "Infectious and parasitic diseases"

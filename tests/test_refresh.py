@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import ROOT, TEST_PROFILE
 
@@ -68,10 +69,13 @@ def period_files(state: dict, as_of: str) -> dict:
 
 
 def complete(folder: Path) -> bool:
-    """A whole output: a valid marker whose manifest lists exactly the files there, with their sizes."""
+    """A whole output: a valid marker whose manifest lists exactly the files there, with their sizes
+    (but the report, written after the commit, in report/ with its own marker)."""
     marker = json.loads((folder / MARKER).read_text())
     found = {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
     found.pop(MARKER)
+    if (folder / "report" / "_SHMI_REPORT.json").is_file():
+        found = {k: v for k, v in found.items() if not k.startswith("report/")}
     return marker["kind"] == "run" and found == marker["files"]
 
 
@@ -295,8 +299,9 @@ def three_months(spark, keep_session, world, tmp_path_factory) -> dict:
     """Refreshes of three consecutive months into one root, and what each left."""
     root = tmp_path_factory.mktemp("three") / "root"
     runs = []
-    for as_of in MONTHS:
-        code, out, seconds = refresh_in_process(as_of, world, root)
+    for as_of in MONTHS:  # the last with its report, whose trends span the earlier months
+        code, out, seconds = refresh_in_process(as_of, world, root,
+                                                *(["--set", "output.report=true"] if as_of == MONTHS[-1] else []))
         assert code == 0, out
         runs.append({"as_of": as_of, "console": out, "seconds": round(seconds, 1), "state": published(root)})
     print("\nrefresh seconds (in process):", [r["seconds"] for r in runs])
@@ -338,6 +343,20 @@ def test_three_consecutive_months_publish_three_periods(three_months, world):
         assert int(row["deaths_linked"]) == source["linkage"]["deaths_linked"] > 0
         assert int(row["trusts"]) == summary["periods"][0]["n_trusts"] > 10
         assert int(row["period_spells"]) > 0 and row["trusts_higher"] != "" and row["trusts_lower"] != ""
+
+
+@pytest.mark.slow
+def test_the_report_of_a_refresh_trends_over_the_earlier_months(three_months):
+    root = three_months["root"]
+    folder = root / pub.PERIODS / MONTHS[-1]
+    marker = json.loads((folder / "report" / "_SHMI_REPORT.json").read_text())
+    assert marker["trend_periods"] == ["2009-02..2010-01", "2009-03..2010-02", "2009-04..2010-03"]
+    assert marker["publication"] is True
+    assert (folder / "report" / "index.html").is_file()
+    trends = sorted((folder / "report" / "img" / "trusts").glob("*_trend.png"))
+    trusts = pd.read_csv(folder / "shmi_trust.csv")
+    assert len(trends) == trusts["PROVIDER_CODE"].nunique() > 10
+    assert not (root / pub.PERIODS / MONTHS[0] / "report").exists()  # output.report off in the test profile
 
 
 @pytest.mark.slow

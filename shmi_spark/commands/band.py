@@ -42,7 +42,7 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["NATIONAL_SHMI_RANGE", "add_arguments", "national_shmi_warning", "run"]
+__all__ = ["NATIONAL_SHMI_RANGE", "add_arguments", "default_title", "national_shmi_warning", "run"]
 
 NATIONAL_SHMI_RANGE = (0.5, 2.0)
 
@@ -103,7 +103,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "unrounded values, as NHS England does; METHOD.md §6)")
     parser.add_argument("--plot", default=None, metavar="FILE.png",
                         help="also draw the funnel plot to this PNG")
-    parser.add_argument("--title", default=None, help="funnel plot title")
+    parser.add_argument("--title", default=None,
+                        help="funnel plot title (default: 'SHMI funnel plot', with the period when the input's "
+                             "PERIOD column holds one)")
 
 
 def _read_csv(path: str):
@@ -130,6 +132,12 @@ def national_shmi_warning(national_shmi: float) -> str | None:
         return None
     return (f"national SHMI (sum observed / sum expected) is {national_shmi:.4g}, outside "
             f"[{low}, {high}]: expected deaths look unscaled or the columns are swapped")
+
+
+def default_title(rows) -> str:
+    """The funnel plot's title: it names the period (the input's one ``PERIOD``), never a file path."""
+    periods = rows["PERIOD"].dropna().astype(str).unique() if "PERIOD" in rows.columns else []
+    return f"SHMI funnel plot, {periods[0]}" if len(periods) == 1 else "SHMI funnel plot"
 
 
 def run(args) -> int:
@@ -162,7 +170,7 @@ def run(args) -> int:
     if args.plot:
         from shmi_spark.indicator.plots import funnel_plot
         try:
-            funnel_plot(out, args.plot, args.title or f"SHMI funnel plot: {args.input}",
+            funnel_plot(out, args.plot, args.title or default_title(out),
                         id_col=args.id_col, expected_col=args.expected_col, tau2=summary["tau2"])
         except OSError as exc:
             raise InputError(f"{args.plot}: cannot write: {exc.strerror or exc}") from None

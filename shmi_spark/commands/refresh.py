@@ -37,7 +37,10 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["DEFAULT_ROOT", "add_arguments", "run", "refresh_settings"]
+__all__ = ["DEFAULT_ROOT", "REPORT_TREND_MONTHS", "add_arguments", "run", "refresh_settings", "earlier_periods"]
+
+#: The report's trend of a refresh spans this many monthly periods, the new one included.
+REPORT_TREND_MONTHS = 24
 
 DEFAULT_ROOT = "out/refresh"
 _AS_OF = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
@@ -76,6 +79,16 @@ def refresh_settings(args, root: Path) -> dict:
     settings.setdefault("method", {}).update(period_end=args.as_of, five_year=False)
     settings.setdefault("output", {}).update(dir=str(root / "periods" / args.as_of), publication=True)
     return settings
+
+
+def earlier_periods(root: Path, as_of: str, *, months: int = REPORT_TREND_MONTHS) -> list[str]:
+    """The published periods before ``as_of`` under ``ROOT/periods/`` (oldest first), for the report's trend."""
+    from shmi_spark.io import publication as pub
+
+    folder = root / pub.PERIODS
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir() and pub.is_period_name(p.name)
+                   and p.name < as_of and (p / "summary.json").is_file()) if folder.is_dir() else []
+    return [str(folder / name) for name in names[-(months - 1):]] if months > 1 else []
 
 
 def run(args) -> int:
@@ -155,7 +168,8 @@ def run(args) -> int:
         # the period, from that spell table, published through its own staged, locked output folder
         period_cfg = cfg.replace("input", spells=str(table / "spells"))
         summary = run_pipeline(spark, period_cfg, quiet=args.quiet, command=command, annotate={"refresh": {
-            "as_of": args.as_of, "spell_table": f"{pub.SPELLS}/{key}", "spell_table_reused": marker is not None}})
+            "as_of": args.as_of, "spell_table": f"{pub.SPELLS}/{key}", "spell_table_reused": marker is not None}},
+            report_history=earlier_periods(root, args.as_of))
         pub.checkpoint("period-committed")
 
         rows = pub.publish_index(root, warn=warn)

@@ -52,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after the spell table ('spells') or run everything (default)")
     parser.add_argument("--publication", action="store_true",
                         help="also write disclosure-controlled CSVs under publication/")
+    parser.add_argument("--no-report", action="store_true",
+                        help="do not write the HTML report (report/index.html; `shmi report` writes it later)")
     parser.add_argument("--skip-bad-files", action="store_true",
                         help="skip (and list) input files that fail the input contract instead of stopping")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -76,6 +78,8 @@ def settings_from_args(args) -> dict:
         s.setdefault("method", {})["five_year"] = True
     if args.publication:
         s.setdefault("output", {})["publication"] = True
+    if getattr(args, "no_report", False):
+        s.setdefault("output", {})["report"] = False
     if args.skip_bad_files:
         s.setdefault("quality", {})["skip_bad_files"] = True
     return s
@@ -147,4 +151,6 @@ def done_lines(summary: dict, out: str) -> str:
                      f"{p['n_outliers_998']} above 99.8%; phi={p['phi']:.3f} tau2={p['tau2']:.5f}; "
                      f"C={p['c_statistic_overall'] or float('nan'):.3f}")
     lines.append(f"[shmi] outputs in {out} (summary.json, shmi_trust.csv, ...)")
+    if summary.get("report"):
+        lines.append(f"[shmi] report: {summary['report']}")
     return "\n".join(lines)

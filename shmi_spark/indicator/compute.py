@@ -26,13 +26,14 @@ from shmi_spark.indicator.tables import (
     group_breakdown,
     outlier_persistence,
     shmi_panel,
+    trust_areas,
     trust_indicator,
 )
 from shmi_spark.io.publish import disclosure_control, write_table
 from shmi_spark.io.reference import DiagLookup
 from shmi_spark.model.cells import covariate_cells
 from shmi_spark.model.fit import GroupModels, fit_group_models
-from shmi_spark.model.quality import c_statistics, trust_r2
+from shmi_spark.model.quality import c_statistics, calibration_deciles, trust_r2
 from shmi_spark.model.scoring import expected_by_trust, expected_by_trust_group, score_cells
 
 __all__ = ["PeriodResult", "IndicatorFiles", "OutputCheckFailed", "plan_run_periods", "compute_period",
@@ -53,6 +54,7 @@ class PeriodResult:
     group_rows: pd.DataFrame
     context: pd.DataFrame
     c_stats: pd.DataFrame
+    calibration: pd.DataFrame
     seconds_models: float
     seconds_expected: float
     seconds_indicator: float
@@ -119,6 +121,7 @@ def compute_period(spark: SparkSession, cfg: Config, spells: DataFrame, period: 
         by_trust: pd.DataFrame = expected_by_trust(scored).toPandas()
         by_group: pd.DataFrame = expected_by_trust_group(scored).toPandas()
         c_stats = c_statistics(scored)
+        calibration = calibration_deciles(scored)
         bad = spells_without_valid_probability(scored)
     finally:
         scored.unpersist()
@@ -149,7 +152,8 @@ def compute_period(spark: SparkSession, cfg: Config, spells: DataFrame, period: 
     }
     n_cells = int(diag["N_CELLS"].sum()) if len(diag) else 0
     return PeriodResult(period, models, rows, groups, context.assign(PERIOD=period.label),
-                        c_stats.assign(PERIOD=period.label), seconds_models, seconds_expected,
+                        c_stats.assign(PERIOD=period.label), calibration.assign(PERIOD=period.label),
+                        seconds_models, seconds_expected,
                         time.perf_counter() - t0, n_cells, summary)
 
 
@@ -173,15 +177,23 @@ def check_trust_table(trust_all: pd.DataFrame, results: list[PeriodResult], *, r
 
 
 def write_indicator_tables(spark: SparkSession, cfg: Config, results: list[PeriodResult], trusts: pd.DataFrame,
-                           out: str) -> IndicatorFiles:
-    """Check and write the published tables of every period (README "Outputs")."""
+                           out: str, *, lookup: DiagLookup) -> IndicatorFiles:
+    """Check and write the published tables of every period (README "Outputs").
+
+    Beside them, for the report (:mod:`shmi_spark.report`): ``trust_areas``
+    (each trust's region and peer group per period), ``diag_groups`` (each
+    group's label and supergroup) and ``model_calibration`` (deaths by tenth
+    of predicted risk per period).
+    """
     trust_all = pd.concat([r.trust_rows for r in results], ignore_index=True)
     check_trust_table(trust_all, results, rescaled=cfg.method.rescale_expected)
     group_all = pd.concat([r.group_rows for r in results], ignore_index=True)
     context_all = pd.concat([r.context for r in results], ignore_index=True)
     areas = area_summaries(trust_all, trusts)
     tables = {"shmi_trust": trust_all, "shmi_trust_diag_group": group_all, "contextual": context_all,
-              "shmi_area": areas, "model_quality": pd.concat([r.c_stats for r in results], ignore_index=True)}
+              "shmi_area": areas, "model_quality": pd.concat([r.c_stats for r in results], ignore_index=True),
+              "model_calibration": pd.concat([r.calibration for r in results], ignore_index=True),
+              "trust_areas": trust_areas(trust_all, trusts), "diag_groups": lookup.supergroups()}
     outliers_by_year = None
     if cfg.method.five_year:
         yearly = [r.period.label for r in results[:-1]]

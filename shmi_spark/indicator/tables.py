@@ -35,7 +35,8 @@ from shmi_spark.indicator.periods import Period
 from shmi_spark.model.scoring import rescale_factor
 
 __all__ = [
-    "TRUST_COLUMNS", "trust_indicator", "group_breakdown", "area_summaries", "outlier_persistence", "shmi_panel",
+    "TRUST_COLUMNS", "trust_indicator", "group_breakdown", "trust_areas", "area_summaries", "outlier_persistence",
+    "shmi_panel",
 ]
 
 TRUST_COLUMNS = (
@@ -109,12 +110,24 @@ def group_breakdown(by_trust_group: pd.DataFrame, period: Period, *, factor: flo
     return out[["PROVIDER_CODE", "PERIOD", "DIAG_GROUP", "SPELLS", "OBSERVED", "EXPECTED", "RATIO", "BANDING"]]
 
 
-def area_summaries(trust_rows: pd.DataFrame, trusts: pd.DataFrame) -> pd.DataFrame:
-    """National, regional and peer-group (trust size third by spells) O, E and ratio."""
-    df = trust_rows.merge(trusts[["PROCODE3", "REGION"]], left_on="PROVIDER_CODE", right_on="PROCODE3",
-                          how="left")
+def trust_areas(trust_rows: pd.DataFrame, trusts: pd.DataFrame) -> pd.DataFrame:
+    """Each trust's region and peer group per period: ``PROVIDER_CODE, PERIOD, REGION, PEER_GROUP``.
+
+    The peer group is the trust's third by spells in the period (``small``,
+    ``medium``, ``large``; ties by table order); the region is the trust
+    reference's ``REGION`` (empty where the reference has none).
+    """
+    df = trust_rows[["PROVIDER_CODE", "PERIOD", "SPELLS"]].merge(
+        trusts[["PROCODE3", "REGION"]], left_on="PROVIDER_CODE", right_on="PROCODE3", how="left")
     ranks = df.groupby("PERIOD")["SPELLS"].rank(method="first", pct=True)
     df["PEER_GROUP"] = np.select([ranks <= 1 / 3, ranks <= 2 / 3], ["small", "medium"], "large")
+    return df[["PROVIDER_CODE", "PERIOD", "REGION", "PEER_GROUP"]]
+
+
+def area_summaries(trust_rows: pd.DataFrame, trusts: pd.DataFrame) -> pd.DataFrame:
+    """National, regional and peer-group (trust size third by spells, :func:`trust_areas`) O, E and ratio."""
+    areas = trust_areas(trust_rows, trusts)
+    df = trust_rows.assign(REGION=areas["REGION"].to_numpy(), PEER_GROUP=areas["PEER_GROUP"].to_numpy())
     parts = []
     for level, key in (("national", None), ("region", "REGION"), ("peer_group", "PEER_GROUP")):
         keys = ["PERIOD"] + ([key] if key else [])

@@ -141,6 +141,11 @@ def _files(fs, root: str, prefix: str = "") -> dict[str, int]:
     return found
 
 
+#: The run's report folder and its marker (:mod:`shmi_spark.report.build`), which ``shmi report`` may rewrite.
+REPORT_DIR = "report"
+REPORT_MARKER = f"{REPORT_DIR}/_SHMI_REPORT.json"
+
+
 def _own_file(rel: str) -> bool:
     """Our bookkeeping files (and Hadoop's ``.<name>.crc`` checksums of them) at the top level."""
     return rel in _OWN_FILES or (rel.startswith(".") and rel.endswith(".crc") and rel[1:-4] in _OWN_FILES)
@@ -154,9 +159,12 @@ def _manifest(fs, staging: str) -> dict[str, int]:
 def _foreign(fs, path: str, marker: dict) -> str | None:
     """The first file under an earlier output that its manifest does not list (folders only hold files)."""
     listed = marker["files"]
+    rewritten_report = fs.exists(join_path(path, REPORT_MARKER))
     for rel in _files(fs, path):
         if rel in listed or _own_file(rel):
             continue
+        if (rel.startswith(f"{REPORT_DIR}/") and rewritten_report) or rel.startswith(f".{REPORT_DIR}.building-"):
+            continue  # the report, rewritten by `shmi report --run` after the run (or a report being built)
         head, _, name = rel.rpartition("/")
         if name.startswith(".") and name.endswith(".crc") and (f"{head}/" if head else "") + name[1:-4] in listed:
             continue  # Hadoop's checksum of a listed file
@@ -491,6 +499,11 @@ class OutputFolder:
         self._delete_ours(self._staging, "the staging folder")
 
     # ---- commit
+
+    @property
+    def path(self) -> str:
+        """The output folder itself (resolved), where :meth:`commit` moves the staging folder."""
+        return self._path
 
     def commit(self, fingerprint: dict) -> dict:
         """Write the marker last, then move the staging folder into place; return the marker.

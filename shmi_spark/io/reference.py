@@ -43,9 +43,35 @@ from shmi_spark.errors import InputError
 from shmi_spark.io.paths import is_uri, local_path, uri_scheme
 
 __all__ = [
-    "TRUST_TYPES", "normalise_code", "DiagLookup", "DEFAULT_DIAG_LOOKUP", "DEFAULT_CHARLSON", "reference_paths",
+    "TRUST_TYPES", "ICD10_CHAPTERS", "icd10_chapter", "normalise_code",
+    "DiagLookup", "DEFAULT_DIAG_LOOKUP", "DEFAULT_CHARLSON", "reference_paths",
     "load_diag_lookup", "group_codes", "load_charlson", "load_trusts",
 ]
+
+#: ICD-10 chapters (WHO 2019): (first block, last block, name); a code's chapter is
+#: the one whose block range holds its first three characters.
+ICD10_CHAPTERS = (
+    ("A00", "B99", "Infectious and parasitic diseases"), ("C00", "D48", "Neoplasms"),
+    ("D50", "D89", "Blood and immune disorders"), ("E00", "E90", "Endocrine, nutritional and metabolic"),
+    ("F00", "F99", "Mental and behavioural disorders"), ("G00", "G99", "Nervous system"),
+    ("H00", "H59", "Eye"), ("H60", "H95", "Ear"), ("I00", "I99", "Circulatory system"),
+    ("J00", "J99", "Respiratory system"), ("K00", "K93", "Digestive system"), ("L00", "L99", "Skin"),
+    ("M00", "M99", "Musculoskeletal system"), ("N00", "N99", "Genitourinary system"),
+    ("O00", "O99", "Pregnancy and childbirth"), ("P00", "P96", "Perinatal conditions"),
+    ("Q00", "Q99", "Congenital anomalies"), ("R00", "R99", "Symptoms and abnormal findings"),
+    ("S00", "T98", "Injury and poisoning"), ("U00", "U99", "Codes for special purposes"),
+    ("V01", "Y98", "External causes"), ("Z00", "Z99", "Factors influencing health status"),
+)
+
+
+def icd10_chapter(code: str) -> str | None:
+    """The ICD-10 chapter name of a normalised code (its first three characters), ``None`` if none."""
+    block = str(code)[:3].upper()
+    for first, last, name in ICD10_CHAPTERS:
+        if first <= block <= last:
+            return name
+    return None
+
 
 _STRIP = re.compile(r"[.\-\s]")
 _CODE3 = re.compile(r"^[A-Z][0-9]{2}$")
@@ -175,6 +201,24 @@ class DiagLookup:
         """The label of a group id, ``None`` if there is no such group."""
         hit = self.groups.loc[self.groups["DIAG_GROUP"] == int(group), "LABEL"]
         return None if hit.empty else str(hit.iloc[0])
+
+    def supergroups(self) -> pd.DataFrame:
+        """Each group's supergroup: the ICD-10 chapter that holds most of its codes.
+
+        SHMI's diagnosis groups have no published parent, so the report's
+        drill-down by supergroup groups them by chapter: the chapter of the
+        most codes mapped to the group, ties to the earlier chapter.
+        Columns ``DIAG_GROUP, LABEL, SUPERGROUP``, one row per group.
+        """
+        order = {name: i for i, (_, _, name) in enumerate(ICD10_CHAPTERS)}
+        codes = self.codes.assign(SUPERGROUP=self.codes["CODE"].map(icd10_chapter)).dropna(subset=["SUPERGROUP"])
+        counts = codes.groupby(["DIAG_GROUP", "SUPERGROUP"]).size().rename("N").reset_index()
+        counts["ORDER"] = counts["SUPERGROUP"].map(order)
+        best = (counts.sort_values(["DIAG_GROUP", "N", "ORDER"], ascending=[True, False, True])
+                .drop_duplicates("DIAG_GROUP")[["DIAG_GROUP", "SUPERGROUP"]])
+        out = self.groups[["DIAG_GROUP", "LABEL"]].merge(best, on="DIAG_GROUP", how="left")
+        out["SUPERGROUP"] = out["SUPERGROUP"].fillna("Other")
+        return out.sort_values("DIAG_GROUP").reset_index(drop=True)
 
     @property
     def perinatal_groups(self) -> list[int]:

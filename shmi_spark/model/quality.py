@@ -8,6 +8,8 @@
   ``S = SPELLS − DEATHS``), and
   ``C = Σ_p D_p · (S_{<p} + S_p / 2) / (D · S)`` (rank-sum formula, ties
   counted half) is evaluated with a window over those few rows.
+* :func:`calibration_deciles` — observed and expected deaths by tenth of
+  predicted risk (the calibration of the models, METHOD.md §8).
 * :func:`trust_r2` — R² of the least-squares line of each trust's crude death
   rate on its expected death rate.
 * :func:`diffsum` — the difference in expected deaths between two models
@@ -25,7 +27,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from scipy.stats import spearmanr
 
-__all__ = ["c_statistics", "trust_r2", "diffsum", "rank_correlation"]
+__all__ = ["c_statistics", "calibration_deciles", "trust_r2", "diffsum", "rank_correlation"]
 
 
 def _c_from_counts(counts: DataFrame, keys: list[str]) -> DataFrame:
@@ -78,6 +80,37 @@ def c_statistics(scored: DataFrame) -> pd.DataFrame:
     out = pd.concat([per_group, overall], ignore_index=True)
     return out.astype({"DIAG_GROUP": "Int64", "SPELLS": "int64", "DEATHS": "int64",
                        "C_STATISTIC": "float64"})
+
+
+def calibration_deciles(scored: DataFrame, *, tenths: int = 10) -> pd.DataFrame:
+    """Observed and expected deaths by tenth of predicted risk, nationally (pandas).
+
+    The spells (or scored cells, each counting as its ``SPELLS`` spells) are
+    ordered by ``P_EXPECTED``; a probability's spells all go to one tenth, the
+    one holding the middle of their run in the cumulated spells:
+    ``DECILE = min(10, floor(10 · (N_below + n_p / 2) / N) + 1)``, so ties are
+    never split and a tenth may hold more or fewer than N/10 spells.
+    Columns: ``DECILE, SPELLS, OBSERVED, EXPECTED`` (the models' own ΣP, not
+    rescaled), ``P_LOW, P_HIGH`` (the tenth's smallest and largest
+    probability), one row per tenth that holds spells.  Spells without a
+    ``P_EXPECTED`` are left out.
+    """
+    counts = (_counts(scored).groupBy("P").agg(F.sum("D").alias("D"), F.sum("S").alias("S"))
+              .withColumn("N", F.col("D") + F.col("S")))
+    ordered = Window.orderBy("P").rowsBetween(Window.unboundedPreceding, -1)
+    everything = Window.partitionBy()
+    below = F.coalesce(F.sum("N").over(ordered), F.lit(0)).cast("double")
+    decile = F.least(F.lit(tenths), F.floor(F.lit(float(tenths)) * (below + F.col("N") / 2)
+                                            / F.sum("N").over(everything)).cast("int") + 1)
+    rows = (counts.withColumn("DECILE", decile)
+            .groupBy("DECILE")
+            .agg(F.sum("N").cast("long").alias("SPELLS"), F.sum("D").cast("long").alias("OBSERVED"),
+                 F.sum(F.col("N").cast("double") * F.col("P")).alias("EXPECTED"),
+                 F.min("P").alias("P_LOW"), F.max("P").alias("P_HIGH"))
+            .orderBy("DECILE"))
+    out = cast(pd.DataFrame, rows.toPandas())
+    return out.astype({"DECILE": "int64", "SPELLS": "int64", "OBSERVED": "int64", "EXPECTED": "float64",
+                       "P_LOW": "float64", "P_HIGH": "float64"})
 
 
 def _to_pandas(table) -> pd.DataFrame:
