@@ -9,7 +9,8 @@ world ``BENCH/world_N`` (seed 1), runs ``shmi run --input BENCH/world_N --out BE
 --five-year --quiet --set spark.driver_memory=MEM`` plus the extra arguments as a child process,
 and records:
 
-* wall time per stage (the run's ``summary.json`` "stages"), rows per second, total wall;
+* wall time per stage (the run's ``summary.json`` "stages"), rows per second, total wall (the report
+  included: its own seconds are ``report_seconds``, from ``report/_SHMI_REPORT.json``);
 * the peak resident memory of the whole process tree (shmi, its JVM, the Python workers:
   ``/proc`` polled every 0.5 s, RSS summed over every descendant, so pages two processes share
   count twice; by command name at the peak);
@@ -325,6 +326,7 @@ def stage_windows(rows: list[dict], log_file: Path | None) -> list[tuple[str, fl
 
     A stage's line is logged when it ends; stages logged together (a period's models,
     expected deaths and indicator) are laid back to back, ending at the last one's line.
+    The report's line (written after the run's summary, so not among its stages) is left out.
     """
     if log_file is None or not log_file.is_file():
         return []
@@ -333,6 +335,7 @@ def stage_windows(rows: list[dict], log_file: Path | None) -> list[tuple[str, fl
         m = LOG_STAGE.match(line)
         if m:
             logged.append((m.group(2).strip(), dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()))
+    logged = [(name, at) for name, at in logged if name != "report" or "report" in {r["stage"] for r in rows}]
     if [name for name, _ in logged] != [r["stage"] for r in rows]:
         return []
     windows: list[tuple[str, float, float]] = []
@@ -487,6 +490,8 @@ def shmi_run(bench: Path, label: str, world: Path, run_args: list[str], say) -> 
         spark = {"error": str(exc), "attribution": "none"}
     for row in rows:
         row.update(spark.get("by_stage", {}).get(row["key"], {}))
+    report = out / "report" / "_SHMI_REPORT.json"  # written after the summary: its seconds are its own
+    run["report_seconds"] = json.loads(report.read_text()).get("seconds") if report.is_file() else None
     return {**run, "run_log": str(log_file) if log_file else None, "seconds_total": summary.get("seconds_total"),
             "spark_version": summary.get("spark_version"), "code_revision": summary.get("code_revision"),
             "stages": rows, "groups": group_sums(rows),

@@ -303,7 +303,13 @@ def _facts_section(run: RunTables) -> str:
               f"({esc(s.get('spark_master'))}); started {esc(when(s.get('started_utc')))}; "
               f"{esc(s.get('seconds_total'))} s; "
               f"configuration SHA-256 {esc(s.get('config_sha256'))}</li>")
-    li.append(f"<li>Input files read: {len(files)}</li>")
+    sources = [f"{what} {esc((inputs.get(key) or {}).get('path'))} ({(inputs.get(key) or {}).get('files', 0)} files)"
+               for what, key in (("episodes", "hes"), ("deaths", "deaths")) if isinstance(inputs.get(key), dict)]
+    sources += [f"{what} {esc(inputs.get(key))}" for what, key in
+                (("trusts", "trusts"), ("diagnosis groups", "diag_lookup"), ("Charlson codes", "charlson"))
+                if inputs.get(key)]
+    li.append(f"<li>Inputs: {'; '.join(sources) or 'none recorded'}; {len(files)} files, "
+              f"{inputs.get('input_bytes', 0):,} bytes, fingerprint {esc(inputs.get('inputs_sha256'))}</li>")
     if v:
         li.append(f"<li>Episodes read {v.get('episodes_read', 0):,}, accepted {v.get('episodes_accepted', 0):,}, "
                   f"rejected {v.get('episodes_rejected', 0):,}; death records read {v.get('deaths_read', 0):,}, "
