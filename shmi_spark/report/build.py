@@ -284,6 +284,7 @@ def write_report(run_folder: str | Path, *, out: str | Path | None = None, compa
              "trend_periods": run.trend_periods,
              "trust_pages": len(codes), "figures": drawn,
              "publication": run.publication, "seconds": seconds}, indent=2) + "\n")
+        _check_destination(target)  # again: a file dropped into it while the report was drawn is never deleted
         if target.exists():
             shutil.rmtree(target)
         building.rename(target)
