@@ -75,7 +75,7 @@ from shmi_spark.io.paths import is_uri
 
 __all__ = [
     "MARKER", "STAGING_MARKER", "KINDS", "STALE_SECONDS", "new_run_id", "warn_stderr", "read_marker",
-    "check_destination", "OutputFolder", "lock_holder",
+    "check_destination", "OutputFolder", "lock_holder", "REPORT_DIR", "REPORT_MARKER_NAME", "REPORT_MARKER",
 ]
 
 MARKER = "_SHMI_OUTPUT.json"
@@ -143,7 +143,8 @@ def _files(fs, root: str, prefix: str = "") -> dict[str, int]:
 
 #: The run's report folder and its marker (:mod:`shmi_spark.report.build`), which ``shmi report`` may rewrite.
 REPORT_DIR = "report"
-REPORT_MARKER = f"{REPORT_DIR}/_SHMI_REPORT.json"
+REPORT_MARKER_NAME = "_SHMI_REPORT.json"
+REPORT_MARKER = f"{REPORT_DIR}/{REPORT_MARKER_NAME}"
 
 
 def _own_file(rel: str) -> bool:

@@ -22,13 +22,14 @@ from pathlib import Path
 import pandas as pd
 
 from shmi_spark.errors import InputError
+from shmi_spark.io.outputs import REPORT_DIR, REPORT_MARKER_NAME
 from shmi_spark.report.data import RunTables, count_value, period_slug, read_history, read_run
 from shmi_spark.report.pages import Figure, PageFigures, index_page, trust_page
 
 __all__ = ["REPORT_MARKER", "ReportResult", "write_report", "trust_drilldown", "supergroup_drilldown",
            "compare_runs"]
 
-REPORT_MARKER = "_SHMI_REPORT.json"
+REPORT_MARKER = REPORT_MARKER_NAME  # the report folder's marker (what io.outputs recognises a report by)
 
 
 @dataclass(frozen=True)
@@ -238,7 +239,7 @@ def write_report(run_folder: str | Path, *, out: str | Path | None = None, compa
     workers = min(4, os.cpu_count() or 1) if workers is None else workers
     history_folders = [str(h) for h in history or []]
     run = read_run(run_folder).with_history(read_history(history_folders))
-    target = Path(out) if out is not None else run.folder / "report"
+    target = Path(out) if out is not None else run.folder / REPORT_DIR
     _check_destination(target)
     building = target.with_name(f".{target.name}.building-{os.getpid()}")
     if building.exists():
