@@ -304,7 +304,7 @@ def stage_rows(summary: dict) -> list[dict]:
     k = -1
     for st in summary.get("stages", []):
         name = st["stage"]
-        group = name.split()[0] if name.startswith("models ") else name
+        group = name.split()[0] if name.startswith(("models ", "hsmr ")) else name
         if group == "models":
             k += 1
         if group in ("models", "expected", "indicator") and 0 <= k < len(periods):

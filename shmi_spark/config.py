@@ -31,7 +31,8 @@ from shmi_spark.io.paths import resolve_path
 
 __all__ = [
     "DEFAULT_PROFILE", "ConfigError", "SparkConfig", "InputConfig", "ReferenceConfig", "MethodConfig",
-    "ModelConfig", "QualityConfig", "OutputConfig", "Config", "parse_override", "load_config", "validate_config",
+    "ModelConfig", "QualityConfig", "OutputConfig", "HsmrConfig", "Config", "parse_override", "load_config",
+    "validate_config",
 ]
 
 #: ``conf/local.toml`` of a source checkout (absent from an installed package).
@@ -182,6 +183,29 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class HsmrConfig:
+    """The HSMR beside the SHMI, and the bridge between them (README "SHMI and HSMR").
+
+    Every choice of the HSMR's definition (as commonly computed in England) is
+    a setting; ``shmi_spark.indicator.definitions`` states the rules.
+    """
+
+    # compute the HSMR, its bridge from the SHMI (shmi_vs_hsmr.csv) and the baskets
+    enabled: bool = True
+    # the trust a continuous inpatient spell (superspell) counts against: first, last or each
+    attribution: str = "first"
+    # a transfer continues a superspell when the next admission is at most this many days after discharge
+    transfer_gap_days: int = 2
+    # the diagnosis groups covered: those with the most in-hospital deaths in the modelling window,
+    # taken until this share of them is reached ...
+    coverage: float = 0.80
+    # ... or an explicit list: a CSV with a DIAG_GROUP column (overrides coverage)
+    groups_file: str = ""
+    # baskets of diagnoses (CSV: BASKET and CODE, an ICD-10 code or prefix or a diagnosis group number)
+    basket_file: str = ""
+
+
+@dataclass(frozen=True)
 class QualityConfig:
     """The data-quality gate (METHOD.md §1–§2): when the input is too damaged to trust.
 
@@ -243,6 +267,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    hsmr: HsmrConfig = field(default_factory=HsmrConfig)
     profile: str = ""
 
     def to_dict(self) -> dict:
@@ -259,6 +284,7 @@ _PATH_KEYS = {
     ("input", "dir"), ("input", "hes"), ("input", "deaths"), ("input", "trusts"),
     ("reference", "diag_lookup"), ("reference", "diag_labels"), ("reference", "charlson"),
     ("output", "dir"), ("output", "log_dir"), ("spark", "local_dir"),
+    ("hsmr", "groups_file"), ("hsmr", "basket_file"),
 }
 
 
@@ -412,6 +438,9 @@ def validate_config(cfg: Config) -> None:
                       cfg.spark.master) is not None, "spark.master",
          "local, local[N], local[*], spark://HOST:PORT, yarn or k8s://URL"),
         (cfg.spark.app_name.strip() != "", "spark.app_name", "not empty"),
+        (cfg.hsmr.attribution in {"first", "last", "each"}, "hsmr.attribution", "first, last or each"),
+        (cfg.hsmr.transfer_gap_days >= 0, "hsmr.transfer_gap_days", ">= 0"),
+        (0 < cfg.hsmr.coverage <= 1, "hsmr.coverage", "in (0, 1]"),
     ]
     for ok, key, want in checks:
         if not ok:

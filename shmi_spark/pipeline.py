@@ -1,4 +1,4 @@
-"""The run: inputs → validate → spells → linkage → periods → models → expected → indicator → files.
+"""The run: inputs → validate → spells → linkage → periods → models → expected → indicator (→ HSMR) → files.
 
 This module only wires the stages, each a function in its package returning a
 small typed result: :mod:`shmi_spark.io.inputs` (checked before Spark starts),
@@ -38,6 +38,9 @@ Output folder (``output.dir``)::
     summary.json               counts in and out of every stage, settings, timings
     trust_areas.csv, diag_groups.csv, model_calibration.csv   for the report: region and peer
                                group per trust, supergroup per group, deaths by tenth of risk
+    hsmr_trust.csv, hsmr_trust_diag_group.csv, hsmr_groups.csv, shmi_vs_hsmr.csv, basket_trust.csv
+                               (hsmr.enabled) the HSMR, its groups, and the bridge from the SHMI
+                               (shmi_spark.indicator.bridge); model/<period>/<step>/ each step's models
     report/                    the HTML report (shmi_spark.report; output.report, --no-report),
                                written once the rest is committed
     _SHMI_OUTPUT.json          the run's marker and manifest, written last
@@ -53,7 +56,7 @@ import time
 from collections.abc import Callable
 
 from py4j.protocol import Py4JError
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from shmi_spark import __version__
 from shmi_spark.config import Config
@@ -68,7 +71,11 @@ from shmi_spark.hes.prepare import (
     validate_inputs,
 )
 from shmi_spark.hes.quality_gate import check_quality, format_report
-from shmi_spark.indicator.compute import compute_period, plan_run_periods, write_indicator_tables
+from shmi_spark.hes.superspells import superspell_table
+from shmi_spark.indicator.baskets import Basket, read_baskets
+from shmi_spark.indicator.bridge import compute_hsmr_period, write_hsmr_tables
+from shmi_spark.indicator.compute import PeriodResult, compute_period, plan_run_periods, write_indicator_tables
+from shmi_spark.indicator.definitions import read_group_list
 from shmi_spark.indicator.periods import PeriodPlan
 from shmi_spark.io.contract import DEATH_CONTRACT, EPISODE_CONTRACT
 from shmi_spark.io.ingest import read_input
@@ -103,6 +110,7 @@ def prepare_run(cfg: Config) -> RunInputs:
     if not cfg.output.dir.strip():
         raise InputError("no output folder: set --out DIR or output.dir")
     check_destination(cfg.output.dir, inputs.paths, overwrite=cfg.output.overwrite, kind="run")
+    hsmr_lists(cfg)  # a bad basket or groups file fails before Spark starts
     return inputs
 
 
@@ -238,17 +246,56 @@ def execute(spark: SparkSession, cfg: Config, inputs: RunInputs, out: str, *, st
             log.record("indicator", len(r.trust_rows), int(r.trust_rows["BANDING"].notna().sum()),
                        r.seconds_indicator)
             results.append(r)
+        hsmr_files: list[str] = []
+        if cfg.hsmr.enabled:
+            hsmr_files, summary["hsmr"] = compute_hsmr(spark, cfg, spells.table, results, inputs, trusts, out, log)
         t0 = time.perf_counter()
         with log.running("files", spark):
             files = write_indicator_tables(spark, cfg, results, trusts, out, lookup=inputs.lookup)
         summary["periods"] = [r.summary for r in results]
-        summary["files"] = files.files
+        summary["files"] = files.files + hsmr_files
         if files.outliers_by_year is not None:
             summary["outliers_by_year"] = files.outliers_by_year
         log.record("files", sum(len(r.trust_rows) for r in results), len(files.files), time.perf_counter() - t0)
     summary["stages"] = log.rows
     summary["seconds_total"] = round(time.perf_counter() - started, 1)
     return summary
+
+
+def hsmr_lists(cfg: Config) -> tuple[list[Basket], list[int] | None]:
+    """The baskets (``hsmr.basket_file``) and the listed HSMR groups (``hsmr.groups_file``), read and checked."""
+    h = cfg.hsmr
+    baskets = read_baskets(h.basket_file) if h.enabled and h.basket_file else []
+    listed = read_group_list(h.groups_file) if h.enabled and h.groups_file else None
+    return baskets, listed
+
+
+def compute_hsmr(spark: SparkSession, cfg: Config, spells: DataFrame, results: list[PeriodResult],
+                 inputs: RunInputs, trusts, out: str, log: StageLog) -> tuple[list[str], list[dict]]:
+    """The HSMR of every period and its bridge from the SHMI (:mod:`shmi_spark.indicator.bridge`), written.
+
+    The superspells are linked once for the run and written to the run's
+    ``_work`` folder, which every period's superspell steps read.
+    """
+    baskets, listed = hsmr_lists(cfg)
+    t0 = time.perf_counter()
+    with log.running("superspells", spark):
+        path = f"{out}/_work/superspells"
+        superspell_table(spells, attribution=cfg.hsmr.attribution,
+                         max_gap_days=cfg.hsmr.transfer_gap_days).write.parquet(path)
+        superspells = spark.read.parquet(path)
+        n_superspells = superspells.count()
+    log.record("superspells", None, n_superspells, time.perf_counter() - t0)
+    hsmr_results = []
+    for r in results:
+        with log.running(f"hsmr {r.period.label}"[:12], spark):
+            h = compute_hsmr_period(spark, cfg, spells, superspells, r, lookup=inputs.lookup, trusts=trusts,
+                                    out=out, baskets=baskets, listed_groups=listed)
+        log.record(f"hsmr {r.period.label}"[:12], None, len(h.trust_rows), h.seconds)
+        hsmr_results.append(h)
+    files = write_hsmr_tables(spark, cfg, hsmr_results, out)
+    summaries = [{**h.summary, "superspells": n_superspells, "seconds": round(h.seconds, 1)} for h in hsmr_results]
+    return files, summaries
 
 
 def prepare_spells(spark: SparkSession, cfg: Config, inputs: RunInputs, trusts, out: str, log: StageLog,

@@ -59,10 +59,14 @@ def run_all(spark, world, tmp_path_factory):
     from shmi_spark.pipeline import run_pipeline
 
     out = tmp_path_factory.mktemp("run")
-    # a small world: one 60-month period so every trust has deaths enough for the funnel
+    # a small world: one 60-month period so every trust has deaths enough for the funnel; with the HSMR
+    # and its bridge, and a basket (tests/test_hsmr.py)
+    baskets = tmp_path_factory.mktemp("baskets") / "baskets.csv"
+    baskets.write_text("BASKET,CODE\npneumonia,J18\nheart attack,I21\nheart attack,I22\nsepsis,A41\n")
     cfg = load_config(TEST_PROFILE, settings={
         "input": {"dir": str(world)}, "output": {"dir": str(out), "publication": True},
-        "method": {"period_months": 60, "modelling_window_months": 60}})
+        "method": {"period_months": 60, "modelling_window_months": 60},
+        "hsmr": {"enabled": True, "basket_file": str(baskets)}})
     summary = run_pipeline(spark, cfg, quiet=True)
     return out, summary
 

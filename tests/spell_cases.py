@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import pandas as pd
@@ -49,6 +50,38 @@ def episode(**fields) -> dict:
     })
     row.update(fields)
     return row
+
+
+#: The spell table's schema (docs/tables.md, "spells"), in ``SPELL_COLUMNS`` order.
+SPELL_TABLE_SCHEMA = (
+    "HESID string, SPELL_ID string, PROCODE3 string, ADMIDATE date, DISDATE date, DIS_FYEAR int, "
+    "DIAG_PRIMARY string, DIAG_GROUP int, CHARLSON_SCORE int, CHARLSON_BAND string, AGE_BAND string, "
+    "SEX_CAT string, ADMIMETH_CAT string, ADM_MONTH int, BIRWEIT_BAND string, DIED int, "
+    "DEATH_IN_HOSPITAL int, DOD date, PALLIATIVE int, IMD_FIFTH string, N_SECONDARY int, "
+    "ADMIMETH string, ADMISORC string, DISDEST string, ADMISORC_CAT string, EMERGENCY int, "
+    "PRIOR_EMERGENCY int, PRIOR_EMERGENCY_BAND string")
+
+
+def spell_row(**fields) -> dict:
+    """One spell-table row with sensible defaults (dates as ``yyyy-mm-dd`` text or dates)."""
+    row = {
+        "HESID": "P1", "SPELL_ID": "RA1:S1", "PROCODE3": "RA1", "ADMIDATE": "2008-01-10", "DISDATE": "2008-01-15",
+        "DIS_FYEAR": 2007, "DIAG_PRIMARY": "I219", "DIAG_GROUP": 57, "CHARLSON_SCORE": 0, "CHARLSON_BAND": "0",
+        "AGE_BAND": "70-74", "SEX_CAT": "male", "ADMIMETH_CAT": "non-elective", "ADM_MONTH": 1,
+        "BIRWEIT_BAND": "n/a", "DIED": 0, "DEATH_IN_HOSPITAL": None, "DOD": None, "PALLIATIVE": 0,
+        "IMD_FIFTH": "unknown", "N_SECONDARY": 0, "ADMIMETH": "21", "ADMISORC": "19", "DISDEST": "19",
+        "ADMISORC_CAT": "home", "EMERGENCY": 1, "PRIOR_EMERGENCY": 0, "PRIOR_EMERGENCY_BAND": "0",
+    }
+    row.update(fields)
+    for c in ("ADMIDATE", "DISDATE", "DOD"):
+        if isinstance(row[c], str):
+            row[c] = dt.date.fromisoformat(row[c])
+    return row
+
+
+def spell_frame(spark, rows: list[dict]) -> DataFrame:
+    """Spell-table rows (:func:`spell_row`) as a DataFrame of the spell table's schema."""
+    return spark.createDataFrame([tuple(r[c] for c in SPELL_COLUMNS) for r in rows], schema=SPELL_TABLE_SCHEMA)
 
 
 def raw_episodes(spark, rows: list[dict]):

@@ -10,8 +10,14 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from shmi_spark.model.cells import (CELL_COLUMNS, covariate_cells, window_years, year_index,
-                              year_index_of)
+from shmi_spark.model.cells import (
+    CELL_COLUMNS,
+    HSMR_COVARIATES,
+    covariate_cells,
+    window_years,
+    year_index,
+    year_index_of,
+)
 
 WS, WE = date(2017, 4, 1), date(2020, 3, 31)
 
@@ -37,6 +43,8 @@ CELL_SCHEMA = T.StructType([
     T.StructField("YEAR_INDEX", T.IntegerType()),
     T.StructField("CHARLSON_BAND", T.StringType()),
     T.StructField("BIRWEIT_BAND", T.StringType()),
+    # the HSMR's terms: n/a in a table without them (the SHMI's)
+    *[T.StructField(t, T.StringType()) for t in HSMR_COVARIATES],
     T.StructField("SPELLS", T.LongType()),
     T.StructField("DEATHS", T.LongType()),
 ])
@@ -62,12 +70,13 @@ SPELLS = [
     ("s13", None, 1, *A, 1),             # no discharge date: not in any window
 ]
 
+NA4 = ("n/a",) * 4
 EXPECTED_CELLS = [
-    (1, *A[:4], 1, *A[4:], 3, 1),   # s02 s03 s04
-    (1, *A[:4], 2, *A[4:], 2, 1),   # s05 s06
-    (1, *A[:4], 3, *A[4:], 2, 1),   # s07 s08
-    (2, *B[:4], 3, *B[4:], 2, 0),   # s10 s11
-    (2, "<1", "female", "elective", 11, 3, "1-5", "unknown", 1, 1),  # s12
+    (1, *A[:4], 1, *A[4:], *NA4, 3, 1),   # s02 s03 s04
+    (1, *A[:4], 2, *A[4:], *NA4, 2, 1),   # s05 s06
+    (1, *A[:4], 3, *A[4:], *NA4, 2, 1),   # s07 s08
+    (2, *B[:4], 3, *B[4:], *NA4, 2, 0),   # s10 s11
+    (2, "<1", "female", "elective", 11, 3, "1-5", "unknown", *NA4, 1, 1),  # s12
 ]
 
 
@@ -139,6 +148,6 @@ def test_invalid_group_does_not_use_charlson(spark):
     spells = spark.createDataFrame(rows, SPELL_SCHEMA)
     got = covariate_cells(spells, window_start=WS, window_end=WE, invalid_group=0)
     expected = spark.createDataFrame(
-        [(0, "60-64", "male", "non-elective", 3, 2, "0", "n/a", 2, 1),
-         (5, "60-64", "male", "non-elective", 3, 2, ">5", "n/a", 1, 1)], CELL_SCHEMA)
+        [(0, "60-64", "male", "non-elective", 3, 2, "0", "n/a", *NA4, 2, 1),
+         (5, "60-64", "male", "non-elective", 3, 2, ">5", "n/a", *NA4, 1, 1)], CELL_SCHEMA)
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)

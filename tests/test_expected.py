@@ -158,14 +158,18 @@ def test_rescale_factor():
 def test_lookups_are_broadcast_joins(spells):
     scored = score_spells(spells, _coefs(), window_start=WS, window_end=WE)
     plan = scored._jdf.queryExecution().executedPlan().toString()
-    assert plan.count("BroadcastHashJoin") == 9  # intercept, crude rate, 7 terms
+    terms = set(_coefs()["TERM"]) - {"INTERCEPT", "CRUDE_RATE"}
+    assert len(terms) == 7  # the SHMI's terms; the HSMR's have no coefficient, so no join
+    assert plan.count("BroadcastHashJoin") == 2 + len(terms)  # intercept, crude rate, one per term
     assert "SortMergeJoin" not in plan and "BroadcastNestedLoopJoin" not in plan
 
 
 # ---- scoring through counts (issue 13): the cells give the same sums as every spell ----
 
 CELL_KEYS = ["PROCODE3", "DIAG_GROUP", "AGE_BAND", "SEX_CAT", "ADMIMETH_CAT", "ADM_MONTH", "YEAR_INDEX",
-             "CHARLSON_BAND", "BIRWEIT_BAND"]
+             "CHARLSON_BAND", "BIRWEIT_BAND",
+             # the HSMR's terms: n/a for a spell table without them (the SHMI's)
+             "ADMISSION_SOURCE", "DEPRIVATION_FIFTH", "PALLIATIVE_CARE", "PRIOR_EMERGENCY_ADMISSIONS"]
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +209,8 @@ def test_cells_give_each_spell_its_own_probability(spark, many_spells):
     cells = score_cells(many_spells, _coefs(), window_start=WS, window_end=WE)
     assert cells.count() < many_spells.count() / 5
     keyed = scored.withColumn("YEAR_INDEX", year_index("DISDATE", WS, 3)).alias("s")
-    cond = [F.col(f"s.{k}").eqNullSafe(F.col(f"c.{k}")) for k in CELL_KEYS]  # a null sex is a cell too
+    keys = [k for k in CELL_KEYS if k in keyed.columns]  # the spell table has no HSMR term (n/a in every cell)
+    cond = [F.col(f"s.{k}").eqNullSafe(F.col(f"c.{k}")) for k in keys]  # a null sex is a cell too
     joined = keyed.join(cells.alias("c"), cond, "left")
     pdf = joined.select("s.SPELL_ID", "s.P_EXPECTED", F.col("c.P_EXPECTED").alias("P_CELL")).toPandas()
     assert len(pdf) == many_spells.count()
@@ -238,5 +243,7 @@ def test_spells_without_valid_probability(spark, many_spells):
 def test_cell_lookups_are_broadcast_joins(spells):
     cells = score_cells(spells, _coefs(), window_start=WS, window_end=WE)
     plan = cells._jdf.queryExecution().executedPlan().toString()
-    assert plan.count("BroadcastHashJoin") == 9  # intercept, crude rate, 7 terms
+    terms = set(_coefs()["TERM"]) - {"INTERCEPT", "CRUDE_RATE"}
+    assert len(terms) == 7  # the SHMI's terms; the HSMR's have no coefficient, so no join
+    assert plan.count("BroadcastHashJoin") == 2 + len(terms)  # intercept, crude rate, one per term
     assert "SortMergeJoin" not in plan and "BroadcastNestedLoopJoin" not in plan

@@ -15,9 +15,13 @@ from shmi_spark.config import ModelConfig
 from shmi_spark.io.publish import write_table
 from shmi_spark.model.batches import pack_batches
 from shmi_spark.model.cells import covariate_cells
-from shmi_spark.model.design import INTERCEPT, TERMS, GroupDesign, group_designs
+from shmi_spark.model.cells import SHMI_COVARIATES
+from shmi_spark.model.design import INTERCEPT, GroupDesign, group_designs
 from shmi_spark.model.fit import COEF_COLUMNS, DIAG_COLUMNS, GroupModels, fit_group_models
 from shmi_spark.model.scoring import expected_by_trust, score_spells
+
+# the terms of these spells: the SHMI's (the HSMR's are n/a in every cell, and have no parameter)
+TERMS = SHMI_COVARIATES
 
 WS, WE = date(2017, 4, 1), date(2020, 3, 31)
 AGES = ["<1", "1-4", "20-24", "45-49", "60-64", "70-74", "80-84", "90+"]

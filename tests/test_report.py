@@ -15,6 +15,7 @@ import pytest
 from shmi_spark.cli import main
 from shmi_spark.report.build import REPORT_MARKER, write_report
 from shmi_spark.report.data import period_slug
+from shmi_spark.report.plots import DISAGREEING, agreement
 
 pytestmark = pytest.mark.slow
 
@@ -72,6 +73,86 @@ def _page(path: Path) -> Page:
     return Page(path.read_text(encoding="utf-8"))
 
 
+class Tables(HTMLParser):
+    """Every table of a page by its class: its attributes and its rows, each a list of (text, attributes) cells."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.tables: dict[str, list[tuple[dict, list[list[tuple[str, dict]]]]]] = {}
+        self.paragraphs: dict[str, list[str]] = {}
+        self._rows: list | None = None
+        self._cell: tuple[list[str], dict] | None = None
+        self._p: tuple[str, list[str]] | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table":
+            self._rows = []
+            self.tables.setdefault(a.get("class") or "", []).append((a, self._rows))
+        elif tag == "tr" and self._rows is not None:
+            self._rows.append([])
+        elif tag in ("td", "th") and self._rows is not None:
+            self._cell = ([], a)
+        elif tag == "p" and a.get("class"):
+            self._p = (a["class"], [])
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell[0].append(data)
+        if self._p is not None:
+            self._p[1].append(data)
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None and self._rows:
+            self._rows[-1].append(("".join(self._cell[0]).strip(), self._cell[1]))
+            self._cell = None
+        elif tag == "table":
+            self._rows = None
+        elif tag == "p" and self._p is not None:
+            self.paragraphs.setdefault(self._p[0], []).append("".join(self._p[1]).strip())
+            self._p = None
+
+
+def _tables(path: Path) -> Tables:
+    return Tables(path.read_text(encoding="utf-8"))
+
+
+def _assert_links_resolve(pages: list[Path]) -> set[Path]:
+    """Every link and image of ``pages`` is a file of the report (none outside it), every image has an alt text;
+    the images shown."""
+    shown = set()
+    for html in pages:
+        p = _page(html)
+        for ref in [*p.links, *(src for src, _ in p.images)]:
+            if ref.startswith("#"):
+                continue
+            assert not re.match(r"^[a-z]+:", ref), f"{html.name} refers outside the report: {ref}"
+            assert (html.parent / ref).resolve().is_file(), f"{html.name}: broken link {ref}"
+        assert all(alt for _, alt in p.images), f"{html.name}: an image without a text alternative"
+        shown |= {(html.parent / src).resolve() for src, _ in p.images}
+    return shown
+
+
+@pytest.fixture(scope="module")
+def hsmr_report(run_all, tmp_path_factory):
+    """``run_all`` (one 60-month period, a publication run with the HSMR, its bridge and a basket file) with its
+    report written elsewhere by ``write_report``, the trusts' figures drawn in two spawned processes."""
+    out, summary = run_all
+    report = tmp_path_factory.mktemp("hsmr_report") / "report"
+    result = write_report(out, out=report, workers=2)
+    return out, summary, report, result
+
+
+def _published(out: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(out / "publication" / f"{name}.csv", dtype=str, keep_default_na=False)
+
+
+def _band(value: str) -> str:
+    number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+    return "0" if pd.isna(number) else str(int(number))
+
+
 def test_the_run_writes_its_report_into_the_output(report_run):
     out, summary = report_run
     report = out / "report"
@@ -99,14 +180,7 @@ def test_index_has_one_row_per_trust_and_period_and_every_link_resolves(report_r
         assert (report / "img" / f"funnel_{period_slug(period)}.svg").is_file()
     codes = set(trusts["PROVIDER_CODE"])
     assert {p.stem for p in (report / "trusts").glob("*.html")} == codes
-    for html in [report / "index.html", *sorted((report / "trusts").glob("*.html"))[:20]]:
-        p = _page(html)
-        for ref in [*p.links, *(src for src, _ in p.images)]:
-            if ref.startswith("#"):
-                continue
-            assert not re.match(r"^[a-z]+:", ref), f"{html.name} refers outside the report: {ref}"
-            assert (html.parent / ref).resolve().is_file(), f"{html.name}: broken link {ref}"
-        assert all(alt for _, alt in p.images), f"{html.name}: an image without a text alternative"
+    _assert_links_resolve([report / "index.html", *sorted((report / "trusts").glob("*.html"))[:20]])
 
 
 def test_no_network_reference_and_no_patient_identifier(report_run, run_all):
@@ -212,9 +286,9 @@ def test_compare_two_runs_draws_the_diffsum(report_run, tmp_path):
 
 def test_a_failing_report_fails_the_run_after_its_tables_are_committed(spark, world, run_all, tmp_path,
                                                                         monkeypatch):
-    import shmi_spark.report.build as build
     from conftest import TEST_PROFILE
 
+    import shmi_spark.report.build as build
     from shmi_spark.config import load_config
     from shmi_spark.pipeline import ReportFailed, run_pipeline
 
@@ -231,3 +305,168 @@ def test_a_failing_report_fails_the_run_after_its_tables_are_committed(spark, wo
         run_pipeline(spark, cfg, quiet=True)
     assert (out / "_SHMI_OUTPUT.json").is_file() and (out / "shmi_trust.csv").is_file()
     assert not (out / "report").exists()
+
+
+# ---- the SHMI beside the HSMR (issue 16): run_all has the HSMR's files, report_run (HSMR off) has none
+
+def test_the_hsmr_section_is_there_only_when_the_run_has_the_hsmr(report_run, hsmr_report):
+    out, summary, report, result = hsmr_report
+    period = summary["periods"][-1]["period"]
+    text = (report / "index.html").read_text(encoding="utf-8")
+    assert '<section id="shmi-hsmr"' in text and '<a href="#shmi-hsmr">SHMI and HSMR</a>' in text
+    for suffix in ("png", "svg"):
+        assert (report / "img" / f"shmi_hsmr_{period_slug(period)}.{suffix}").is_file()
+    codes = sorted(pd.read_csv(out / "shmi_trust.csv", dtype={"PROVIDER_CODE": str})["PROVIDER_CODE"])
+    assert result.trust_pages == len(codes)
+    assert all((report / "img" / "trusts" / f"{c}_bridge.png").is_file() for c in codes)
+    assert "SHMI and HSMR" in (report / "trusts" / f"{codes[0]}.html").read_text(encoding="utf-8")
+    five, _ = report_run                                  # hsmr.enabled = false: none of the files, none of the section
+    assert not any((five / f"{name}.csv").exists() for name in ("hsmr_trust", "shmi_vs_hsmr", "hsmr_groups"))
+    for page in [five / "report" / "index.html", *sorted((five / "report" / "trusts").glob("*.html"))[:5]]:
+        old = page.read_text(encoding="utf-8")
+        assert "shmi-hsmr" not in old and "SHMI and HSMR" not in old and 'class="bridge' not in old, page
+    assert not [f for f in (five / "report" / "img").rglob("*") if "hsmr" in f.name or "bridge" in f.name]
+
+
+def test_every_link_and_image_of_the_hsmr_report_resolves(hsmr_report):
+    out, summary, report, _ = hsmr_report
+    pages = [report / "index.html", *sorted((report / "trusts").glob("*.html"))]
+    shown = _assert_links_resolve(pages)
+    drawn = {f.resolve() for f in (report / "img").rglob("*.png")}
+    assert drawn == shown, f"figures drawn and not shown: {sorted(p.name for p in drawn - shown)[:5]}"
+    assert any(p.name.endswith("_shmi_hsmr.png") for p in shown) and any(p.name.endswith("_bridge.png") for p in shown)
+    for html in pages:                                    # banding in words and shape, wherever it is shown
+        for cell in _page(html).band_cells:
+            assert cell[:2] in ("▲ ", "● ", "▼ ", "○ ") and len(cell) > 3, (html.name, cell)
+        text = html.read_text(encoding="utf-8")
+        assert "http://" not in text and "https://" not in text
+
+
+def test_hsmr_counts_are_those_of_hsmr_trust(hsmr_report):
+    out, summary, report, _ = hsmr_report
+    period = summary["periods"][-1]["period"]
+    hsmr = _published(out, "hsmr_trust")                  # a publication run: the report reads publication/
+    hsmr = hsmr[hsmr["PERIOD"] == period]
+    shmi = _published(out, "shmi_trust")
+    shmi = shmi[shmi["PERIOD"] == period]
+    both = shmi[["PROVIDER_CODE", "BANDING"]].merge(hsmr[["PROVIDER_CODE", "BANDING"]], on="PROVIDER_CODE",
+                                                    how="outer", suffixes=("_S", "_H"), indicator=True)
+    s_key = [_band(b) if m != "right_only" else "none" for b, m in zip(both["BANDING_S"], both["_merge"], strict=True)]
+    h_key = [_band(b) if m != "left_only" else "none" for b, m in zip(both["BANDING_H"], both["_merge"], strict=True)]
+    [(_, rows)] = _tables(report / "index.html").tables["hsmr-counts"]
+    cells = {(a["data-shmi"], a["data-hsmr"]): int(t) for row in rows for t, a in row if "data-shmi" in a}
+    assert sum(cells[("all", k)] for k in ("1", "2", "3", "0")) == len(hsmr)
+    for k in ("1", "2", "3", "0"):
+        assert cells[("all", k)] == sum(_band(b) == k for b in hsmr["BANDING"]), k          # hsmr_trust's counts
+        assert cells[(k, "all")] == sum(_band(b) == k for b in shmi["BANDING"]), k          # shmi_trust's
+    for (s, h), n in cells.items():
+        if "all" not in (s, h):
+            assert n == sum(a == s and b == h for a, b in zip(s_key, h_key, strict=True)), (s, h)
+    assert cells[("all", "all")] == len(both)
+    assert cells.get(("all", "none"), 0) == sum(both["_merge"] == "left_only")
+    # the trusts whose bandings disagree, each with its largest bridge step
+    bridge = _published(out, "shmi_vs_hsmr")
+    largest = bridge[(bridge["PERIOD"] == period) & (bridge["LARGEST_CHANGE"] == "True")].set_index("PROVIDER_CODE")
+    want = sorted(c for c, a, b in zip(both["PROVIDER_CODE"], both["BANDING_S"], both["BANDING_H"], strict=True)
+                  if agreement(a, b) in DISAGREEING)
+    tables = _tables(report / "index.html").tables.get("disagree", [])
+    got = {row[0][0]: row for _, rows in tables for row in rows[1:]}
+    assert sorted(got) == want
+    for code, row in got.items():
+        step = row[6]
+        assert step[0].startswith(f"{largest.loc[code, 'STEP']}. "), (code, step)
+    groups = pd.read_csv(out / "hsmr_groups.csv")
+    covered = groups[groups["COVERED"] & (groups["PERIOD"].astype(str) == period)]
+    coverage = _tables(report / "index.html").paragraphs["hsmr-coverage"][0]
+    assert f"counts the {len(covered)} diagnosis groups" in coverage
+    assert f"{100 * covered['SHARE'].sum():.1f}% of those deaths" in coverage
+
+
+def _step_name(name: str) -> str:
+    return name[:1].upper() + name[1:]
+
+
+def test_trust_page_bridge_is_shmi_vs_hsmr(hsmr_report):
+    out, summary, report, _ = hsmr_report
+    period = summary["periods"][-1]["period"]
+    bridge = _published(out, "shmi_vs_hsmr")
+    bridge = bridge[bridge["PERIOD"] == period]
+    trusts = pd.read_csv(out / "shmi_trust.csv", dtype={"PROVIDER_CODE": str})
+    codes = [trusts.sort_values("EXPECTED")["PROVIDER_CODE"].iloc[-1], *sorted(bridge["PROVIDER_CODE"].unique())[:10]]
+    for code in codes:
+        want = bridge[bridge["PROVIDER_CODE"] == code].sort_values("STEP", key=lambda s: s.astype(int))
+        page = report / "trusts" / f"{code}.html"
+        [(_, rows)] = _tables(page).tables["bridge"]
+        got = [[t for t, _ in row] for row in rows[1:]]
+        assert len(got) == len(want) == 5
+        for cells, r in zip(got, want.itertuples(), strict=True):
+            ratio = "" if r.RATIO == "" else f"{float(r.RATIO):,.4f}"
+            change = "" if r.CHANGE == "" else f"{float(r.CHANGE) + 0.0:,.4f}"
+            observed = r.OBSERVED if r.OBSERVED == "*" else f"{int(r.OBSERVED):,}"
+            assert cells == [r.STEP, _step_name(r.STEP_NAME), observed, f"{float(r.EXPECTED):,.1f}", ratio, change,
+                             "◆ Largest change" if r.LARGEST_CHANGE == "True" else ""], (code, cells)
+        top = want[want["LARGEST_CHANGE"] == "True"]
+        sentence = _tables(page).paragraphs["bridge-sentence"][0]
+        if len(top) and float(top["CHANGE"].iloc[0]) != 0:
+            name = top["STEP_NAME"].iloc[0].split(" (")[0]
+            assert f"step {top['STEP'].iloc[0]}: {name} — its ratio" in sentence, sentence
+        srcs = {src: alt for src, alt in _page(page).images}
+        assert f"../img/trusts/{code}_bridge.png" in srcs
+        shmi = trusts.set_index("PROVIDER_CODE").loc[code, "SHMI"]
+        hsmr = pd.read_csv(out / "hsmr_trust.csv", dtype={"PROVIDER_CODE": str}).set_index("PROVIDER_CODE")
+        if code in hsmr.index and pd.notna(shmi) and pd.notna(hsmr.loc[code, "HSMR"]):
+            assert "highlighted" in srcs[f"../img/trusts/{code}_shmi_hsmr.png"]
+            [(_, by_period)] = _tables(page).tables["shmi-hsmr"]
+            assert by_period[1][3][0] == f"{hsmr.loc[code, 'HSMR']:,.2f}"                # its HSMR beside its SHMI
+            assert by_period[1][1][0] == f"{shmi:,.4f}"
+
+
+def test_basket_tables_list_the_trusts_higher_under_either_indicator(hsmr_report):
+    out, summary, report, _ = hsmr_report
+    period = summary["periods"][-1]["period"]
+    baskets = _published(out, "basket_trust")
+    baskets = baskets[baskets["PERIOD"] == period]
+    assert len(baskets), "run_all has a basket file"
+    page = _tables(report / "index.html")
+    shown = {a["data-basket"]: sorted(row[0][0] for row in rows[2:]) for a, rows in page.tables.get("basket", [])}
+    text = (report / "index.html").read_text(encoding="utf-8")
+    for basket, rows in baskets.groupby("BASKET"):
+        higher = sorted(set(rows.loc[rows["BANDING"].map(_band) == "1", "PROVIDER_CODE"]))
+        if higher:
+            assert shown[basket] == higher, basket
+        else:
+            assert basket not in shown and f"{basket}: no trust banded higher than expected" in text
+
+
+def test_basket_and_disagreement_tables_from_the_run_s_tables(run_all):
+    """The page from the run's tables, with one trust made higher on a basket and one disagreeing on purpose
+    (the 20k world has few of either)."""
+    from dataclasses import replace
+
+    from shmi_spark.report.data import read_run
+    from shmi_spark.report.pages import PageFigures, index_page, trust_page
+
+    out, summary = run_all
+    run = read_run(out)
+    period = run.main_period
+    baskets = run.baskets.copy()
+    code = sorted(baskets["PROVIDER_CODE"])[0]
+    basket = baskets.loc[baskets["PROVIDER_CODE"] == code, "BASKET"].iloc[0]
+    baskets.loc[(baskets["PROVIDER_CODE"] == code) & (baskets["BASKET"] == basket)
+                & (baskets["INDICATOR"] == "HSMR"), "BANDING"] = 1
+    hsmr = run.hsmr.copy()
+    other = sorted(set(hsmr["PROVIDER_CODE"]) & set(run.trusts.loc[run.trusts["BANDING"] == 2, "PROVIDER_CODE"]))[0]
+    hsmr.loc[hsmr["PROVIDER_CODE"] == other, ["BANDING", "BANDING_LABEL"]] = [1, "Higher than expected"]
+    page = Tables(index_page(replace(run, baskets=baskets, hsmr=hsmr), PageFigures()))
+    shown = {a["data-basket"]: [[t for t, _ in row] for row in rows[2:]] for a, rows in page.tables["basket"]}
+    assert [row[0] for row in shown[basket]] == [code]
+    assert shown[basket][0][11] == "▲ Higher than expected"             # the HSMR's banding, in words
+    [(_, rows)] = page.tables["disagree"]
+    row = next(r for r in rows[1:] if r[0][0] == other)
+    assert [row[3][0], row[5][0]] == ["● As expected", "▲ Higher than expected"]
+    [(_, counts)] = page.tables["hsmr-counts"]
+    cells = {(a["data-shmi"], a["data-hsmr"]): int(t) for r in counts for t, a in r if "data-shmi" in a}
+    assert cells[("all", "1")] == int((hsmr["BANDING"] == 1).sum())
+    without = trust_page(replace(run, hsmr=run.hsmr.iloc[:0], bridge=run.bridge.iloc[:0]), code, PageFigures())
+    assert "SHMI and HSMR" not in without and "SHMI and HSMR" in trust_page(run, code, PageFigures())
+    assert period in without

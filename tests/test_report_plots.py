@@ -23,7 +23,13 @@ from shmi_spark.indicator.plots import (
     stem_paths,
 )
 from shmi_spark.report.plots import (
+    AGREEMENT_STYLE,
+    DISAGREEING,
     DRILLDOWN_COLUMNS,
+    ScatterHighlights,
+    agreement,
+    bridge_figure,
+    bridge_plot,
     c_statistic_plot,
     calibration_plot,
     diffsum_figure,
@@ -31,6 +37,9 @@ from shmi_spark.report.plots import (
     drilldown_plot,
     drilldown_table,
     save_figure,
+    shmi_hsmr_figure,
+    shmi_hsmr_scatter,
+    step_label,
     trend_plot,
 )
 
@@ -292,6 +301,145 @@ def test_diffsum_labels_exactly_the_trusts_outside(tmp_path):
     _assert_png_and_svg(paths, tmp_path / "diffsum")
     with pytest.raises(ValueError, match="PROVIDER_CODE"):
         diffsum_figure(diff.drop(columns="PROVIDER_CODE"), title="t", label_a="A", label_b="B")
+
+
+# ------------------------------------------------------------------ SHMI against HSMR
+
+@pytest.mark.parametrize("shmi, hsmr, key", [
+    (1, 1, "both_higher"), (2, 2, "both_expected"), (3, 3, "both_lower"), (1, 3, "opposite"), (3, 1.0, "opposite"),
+    (1, 2, "shmi_higher"), (1, np.nan, "shmi_higher"), ("2", 1, "hsmr_higher"), (np.nan, 1, "hsmr_higher"),
+    (3, 2, "shmi_lower"), (3, None, "shmi_lower"), (2, 3, "hsmr_lower"), (np.nan, 3, "hsmr_lower"),
+    (2, np.nan, "not_banded"), (np.nan, 2, "not_banded"), (None, np.nan, "not_banded")])
+def test_agreement(shmi, hsmr, key):
+    assert agreement(shmi, hsmr) == key
+
+
+def test_agreement_styles_tell_every_combination_apart_without_colour():
+    shapes = {(style.marker, style.filled) for style in AGREEMENT_STYLE.values()}
+    assert len(shapes) == len(AGREEMENT_STYLE)                          # shape (and fill), not colour alone
+    assert AGREEMENT_STYLE["both_higher"].marker == BAND_STYLE[1].marker   # agreement drawn as in the funnel plot
+    assert AGREEMENT_STYLE["both_lower"].marker == BAND_STYLE[3].marker
+    assert AGREEMENT_STYLE["not_banded"].filled is False
+    assert DISAGREEING == {"shmi_higher", "hsmr_higher", "opposite", "shmi_lower", "hsmr_lower"}
+
+
+def _both() -> pd.DataFrame:
+    """One trust per combination of bandings, plus one without an HSMR and one with a SHMI of 0 (not banded)."""
+    rows = [("R01", 1.4, 1, 135.0, 1), ("R02", 1.3, 1, 104.0, 2), ("R03", 1.02, 2, 131.0, 1), ("R04", 1.35, 1, 70.0, 3),
+            ("R05", 1.0, 2, 99.0, 2), ("R06", 0.75, 3, 97.0, 2), ("R07", 0.98, 2, 72.0, 3), ("R08", 0.7, 3, 74.0, 3),
+            ("R09", 1.1, np.nan, 95.0, 2), ("R10", 0.9, 2, np.nan, np.nan), ("R11", 0.0, np.nan, 300.0, np.nan)]
+    return pd.DataFrame(rows, columns=["PROVIDER_CODE", "SHMI", "SHMI_BANDING", "HSMR", "HSMR_BANDING"])
+
+
+def test_shmi_hsmr_scatter_draws_each_combination_in_words(tmp_path):
+    fig, labelled = shmi_hsmr_figure(_both(), title="SHMI and HSMR, 2009/10")
+    ax = fig.axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    for key in ("both_higher", "shmi_higher", "hsmr_higher", "opposite", "both_expected", "shmi_lower",
+                "hsmr_lower", "both_lower"):
+        assert f"{AGREEMENT_STYLE[key].label} (1)" in legend, key
+    assert f"{AGREEMENT_STYLE['not_banded'].label} (2)" in legend      # R09 and R11; R10 has no HSMR
+    assert labelled == ["R01", "R02", "R03", "R04"]                     # banded higher on either
+    notes = [t.get_text() for t in ax.texts]
+    assert any("1 trust(s) without both ratios not drawn" in t for t in notes)
+    assert any("1 trust(s) beyond the axes" in t for t in notes)      # R11: a SHMI of 0 on a log axis
+    assert ax.get_xscale() == ax.get_yscale() == "log" and ax.get_xlim() == ax.get_ylim()
+    assert "1" in [t.get_text() for t in ax.get_xticklabels()]
+    paths = shmi_hsmr_scatter(_both(), tmp_path / "scatter", title="SHMI and HSMR, 2009/10")
+    _assert_png_and_svg(paths, tmp_path / "scatter")
+
+
+def test_shmi_hsmr_scatter_highlight(tmp_path):
+    fig, labelled = shmi_hsmr_figure(_both(), title="t", highlight="R04")
+    texts = [t.get_text() for t in fig.axes[0].texts if t.get_visible()]
+    assert texts.count("R04") == 1 and "R04" not in labelled         # labelled once, as the highlight
+    bold = [t for t in fig.axes[0].texts if t.get_text() == "R04" and t.get_visible()]
+    assert bold[0].get_fontweight() == "bold"
+    fig2, _ = shmi_hsmr_figure(_both(), title="t", highlight="R05")  # an as-expected trust is labelled too
+    assert "R05" in [t.get_text() for t in fig2.axes[0].texts]
+    for code in ("R10", "R99"):                                          # no HSMR, no such trust
+        with pytest.raises(ValueError, match=code):
+            shmi_hsmr_figure(_both(), title="t", highlight=code)
+    paths = shmi_hsmr_scatter(_both(), tmp_path / "lit", title="t", highlight="R04")
+    _assert_png_and_svg(paths, tmp_path / "lit")
+
+
+def test_scatter_highlights_write_each_trust_and_restore_the_figure(tmp_path):
+    highlights = ScatterHighlights(_both(), title="SHMI and HSMR, 2009/10")
+    assert highlights.can_highlight("R04") and not highlights.can_highlight("R10")
+    first = highlights.write("R04", tmp_path / "a", title="SHMI and HSMR, 2009/10: R04")
+    _assert_png_and_svg(first, tmp_path / "a")
+    highlights.write("R01", tmp_path / "b", title="SHMI and HSMR, 2009/10: R01")
+    again = highlights.write("R04", tmp_path / "c", title="SHMI and HSMR, 2009/10: R04")
+    assert again[0].read_bytes() == first[0].read_bytes()              # each highlight is removed after its write
+    assert (tmp_path / "b.png").read_bytes() != first[0].read_bytes()
+    assert _png_size(first[0]) == _png_size(
+        shmi_hsmr_scatter(_both(), tmp_path / "d", title="SHMI and HSMR, 2009/10: R04", highlight="R04")[0])
+    with pytest.raises(ValueError, match="R10"):
+        highlights.write("R10", tmp_path / "e")
+
+
+def test_shmi_hsmr_scatter_of_an_empty_period(tmp_path):
+    empty = _both().iloc[:0]
+    fig, labelled = shmi_hsmr_figure(empty, title="t")
+    assert labelled == [] and any("No trust" in t.get_text() for t in fig.axes[0].texts)
+    _assert_png_and_svg(shmi_hsmr_scatter(empty, tmp_path / "empty", title="t"), tmp_path / "empty")
+    no_hsmr = _both().assign(HSMR=np.nan)                                # trusts, but none with an HSMR
+    _assert_png_and_svg(shmi_hsmr_scatter(no_hsmr, tmp_path / "none", title="t"), tmp_path / "none")
+    with pytest.raises(ValueError, match="HSMR_BANDING"):
+        shmi_hsmr_figure(_both().drop(columns="HSMR_BANDING"), title="t")
+
+
+def _bridge(ratios, largest: int) -> pd.DataFrame:
+    names = ["SHMI", "deaths in hospital only", "the HSMR's diagnosis groups", "superspells instead of provider spells",
+             "the HSMR's case mix (palliative care, prior emergency admissions, source, deprivation)"]
+    ratio = pd.Series(ratios, dtype=float)
+    return pd.DataFrame({"PERIOD": "2009/10", "PROVIDER_CODE": "R01", "STEP": range(1, 6), "STEP_NAME": names,
+                         "OBSERVED": [120, 80, 70, 66, 66], "EXPECTED": [100.0, 80.0, 70.0, 60.0, 55.0],
+                         "RATIO": ratio, "CHANGE": ratio.diff(), "LARGEST_CHANGE": [s == largest for s in range(1, 6)]})
+
+
+def test_step_label():
+    assert step_label(2, "deaths in hospital only") == "2. Deaths in hospital only"
+    wrapped = step_label(5, "the HSMR's case mix (palliative care, prior emergency admissions, source)", width=30)
+    assert wrapped.startswith("5. The HSMR's case mix") and "\n" in wrapped and "…" not in wrapped
+    assert max(len(line) for line in wrapped.splitlines()) <= 30
+
+
+def test_bridge_plot(tmp_path):
+    steps = _bridge([1.2, 1.0, 1.0, 1.1, 1.2], largest=2)
+    fig = bridge_figure(steps.sample(frac=1, random_state=1), title="R01: from the SHMI to the HSMR")  # any order
+    ax = fig.axes[0]
+    ticks = [t.get_text().replace("\n", " ") for t in ax.get_yticklabels()]
+    assert ticks[0] == "1. SHMI" and ticks[1] == "2. Deaths in hospital only" and ticks[4].startswith("5. The HSMR")
+    assert [t.get_fontweight() for t in ax.get_yticklabels()] == ["normal", "bold", "normal", "normal", "normal"]
+    labels = [t.get_text() for t in ax.texts]
+    assert "1.00 (−0.20) largest" in labels and "1.20" in labels and "1.10 (+0.10)" in labels
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "Largest change" in legend and "Ratio rises" in legend and "Ratio falls" in legend
+    _assert_png_and_svg(bridge_plot(steps, tmp_path / "bridge", title="t"), tmp_path / "bridge")
+    with pytest.raises(ValueError, match="LARGEST_CHANGE"):
+        bridge_plot(steps.drop(columns="LARGEST_CHANGE"), tmp_path / "bad", title="t")
+
+
+def test_bridge_plot_with_a_step_without_a_ratio(tmp_path):
+    steps = _bridge([0.9, np.nan, 1.1, 1.15, 1.3], largest=5)          # no deaths expected at step 2
+    steps["LARGEST_CHANGE"] = steps["LARGEST_CHANGE"].map({True: "True", False: "False"})  # as read from a CSV
+    fig = bridge_figure(steps, title="t")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "no ratio: no deaths expected at this step" in texts
+    assert "1.10" in texts                                             # step 3: a level again, no change to show
+    assert "1.30 (+0.15) largest" in texts
+    _assert_png_and_svg(bridge_plot(steps, tmp_path / "gap", title="t"), tmp_path / "gap")
+    none = _bridge([np.nan] * 5, largest=0)
+    _assert_png_and_svg(bridge_plot(none, tmp_path / "none", title="t"), tmp_path / "none")
+
+
+def test_bridge_plot_of_an_empty_period(tmp_path):
+    empty = _bridge([1.0] * 5, largest=0).iloc[:0]
+    fig = bridge_figure(empty, title="t")
+    assert any("No step" in t.get_text() for t in fig.axes[0].texts)
+    _assert_png_and_svg(bridge_plot(empty, tmp_path / "empty", title="t"), tmp_path / "empty")
 
 
 def test_report_plots_import_neither_matplotlib_nor_spark():

@@ -14,10 +14,15 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
+import pytest
 from chispa import assert_df_equality
-from spell_cases import chain_case, episode
+from pyspark.sql import functions as F
+from spell_cases import SPELL_TABLE_SCHEMA, chain_case, episode, spell_frame, spell_row
 
 from shmi_spark.config import MethodConfig
+from shmi_spark.errors import InputError
+from shmi_spark.hes.prepare import SPELLS_MANIFEST, check_spell_table, read_spell_table, write_spell_table
+from shmi_spark.hes.spell_table import HSMR_COLUMNS, SPELL_COLUMNS
 
 D = dt.date.fromisoformat
 
@@ -304,11 +309,108 @@ SCHEMA = chain_case("schema", [episode()])
 
 
 def test_spell_table_schema_contract(chain, spark):
+    """docs/tables.md's columns and types; ADMISORC and DISDEST absent from the episode: null and ``unknown``."""
     expected = spark.createDataFrame(
         [("P1", "RA1:S1", "RA1", D("2008-01-10"), D("2008-01-15"), 2007, "I219", 57, 0, "0", "70-74", "male",
-          "non-elective", 1, "n/a", 0, None, None, 0, "unknown", 0)],
-        schema="HESID string, SPELL_ID string, PROCODE3 string, ADMIDATE date, DISDATE date, DIS_FYEAR int, "
-               "DIAG_PRIMARY string, DIAG_GROUP int, CHARLSON_SCORE int, CHARLSON_BAND string, AGE_BAND string, "
-               "SEX_CAT string, ADMIMETH_CAT string, ADM_MONTH int, BIRWEIT_BAND string, DIED int, "
-               "DEATH_IN_HOSPITAL int, DOD date, PALLIATIVE int, IMD_FIFTH string, N_SECONDARY int")
+          "non-elective", 1, "n/a", 0, None, None, 0, "unknown", 0, "21", None, None, "unknown", 1, 0, "0")],
+        schema=SPELL_TABLE_SCHEMA)
     assert_df_equality(chain.table(SCHEMA), expected, ignore_nullable=True)
+
+
+# ---- the HSMR's fields (issue 16) --------------------------------------------------------------------------------
+
+#: (ADMISORC as written, ADMISORC_CAT), one spell each.
+_SOURCES = [("19", "home"), ("29", "home"), ("49", "other_hospital"), ("51", "other_hospital"),
+            ("53", "other_hospital"), ("87", "other_hospital"), ("54", "care_home"), ("65", "care_home"),
+            ("85", "care_home"), ("88", "care_home"), ("79", "birth"), ("39", "other"), ("66", "other"),
+            ("98", "unknown"), ("99", "unknown"), ("XX", "unknown"), (None, "unknown"), (" 51 ", "other_hospital")]
+#: (ADMIMETH as written, normalised ADMIMETH, EMERGENCY).
+_METHODS = [("21", "21", 1), ("25", "25", 1), ("2a", "2A", 1), ("2B", "2B", 1), ("2C", "2C", 1), ("2D", "2D", 1),
+            ("28", "28", 1), ("11", "11", 0), ("31", "31", 0), ("81", "81", 0), ("99", "99", 0), (None, None, 0),
+            ("X9", None, 0)]
+HSMR_FIELDS = chain_case("hsmr_fields", [
+    *[episode(HESID=f"S{i}", EPIKEY=f"S{i}", PROVSPNOPS=f"S{i}", ADMISORC=code)
+      for i, (code, _) in enumerate(_SOURCES)],
+    *[episode(HESID=f"M{i}", EPIKEY=f"M{i}", PROVSPNOPS=f"M{i}", ADMIMETH=code)
+      for i, (code, _, _) in enumerate(_METHODS)],
+    # two episodes: source and method from the first, destination from the last
+    episode(HESID="T", EPIKEY="T1", PROVSPNOPS="T", EPIORDER="1", EPIEND="2008-01-12", DISDATE=None, DISMETH="8",
+            ADMIMETH="2B", ADMISORC="51", DISDEST="98"),
+    episode(HESID="T", EPIKEY="T2", PROVSPNOPS="T", EPIORDER="2", EPISTART="2008-01-12", ADMIMETH="21",
+            ADMISORC="19", DISDEST="54"),
+])
+
+
+def test_admission_source_method_and_destination_reach_the_spell_table(chain):
+    rows = chain.rows(HSMR_FIELDS)
+    assert [(rows[f"RA1:S{i}"]["ADMISORC_CAT"]) for i in range(len(_SOURCES))] == [c for _, c in _SOURCES]
+    assert rows["RA1:S17"]["ADMISORC"] == "51"  # trimmed by the input contract
+    assert [(rows[f"RA1:M{i}"]["ADMIMETH"], rows[f"RA1:M{i}"]["EMERGENCY"]) for i in range(len(_METHODS))] == \
+        [(m, e) for _, m, e in _METHODS]
+    t = rows["RA1:T"]
+    assert (t["ADMIMETH"], t["ADMISORC"], t["DISDEST"], t["ADMISORC_CAT"], t["EMERGENCY"]) == \
+        ("2B", "51", "54", "other_hospital", 1)
+
+
+PRIOR_CHAIN = chain_case("prior_chain", [
+    # an emergency 365 days before S4 (2007 has 365 days), and its resubmitted copy (DUPLICATE_SPELL)
+    episode(EPIKEY="E1", PROVSPNOPS="S1", ADMIDATE="2007-01-10", EPISTART="2007-01-10", EPIEND="2007-01-12",
+            DISDATE="2007-01-12", ADMIMETH="21"),
+    episode(EPIKEY="E1B", PROVSPNOPS="S1B", ADMIDATE="2007-01-10", EPISTART="2007-01-10", EPIEND="2007-01-12",
+            DISDATE="2007-01-12", ADMIMETH="21"),
+    # an emergency day case: excluded, so not counted
+    episode(EPIKEY="E2", PROVSPNOPS="S2", ADMIDATE="2007-06-01", EPISTART="2007-06-01", EPIEND="2007-06-01",
+            DISDATE="2007-06-01", ADMIMETH="22", CLASSPAT="2"),
+    # an elective admission: not counted
+    episode(EPIKEY="E3", PROVSPNOPS="S3", ADMIDATE="2007-09-01", EPISTART="2007-09-01", EPIEND="2007-09-03",
+            DISDATE="2007-09-03", ADMIMETH="11"),
+    episode(EPIKEY="E4", PROVSPNOPS="S4", ADMIDATE="2008-01-10", EPISTART="2008-01-10", EPIEND="2008-01-15",
+            DISDATE="2008-01-15", ADMIMETH="21"),
+])
+
+
+def test_prior_emergency_admissions_count_included_spells_only(chain):
+    """The window's boundaries: test_prior_admissions; here, the chain counts kept spells, after the exclusions."""
+    rows = chain.rows(PRIOR_CHAIN)
+    assert sorted(rows) == ["RA1:S1", "RA1:S3", "RA1:S4"]
+    got = {k: (v["PRIOR_EMERGENCY"], v["PRIOR_EMERGENCY_BAND"]) for k, v in rows.items()}
+    assert got == {"RA1:S1": (0, "0"), "RA1:S3": (1, "1"), "RA1:S4": (1, "1")}
+    spells = {r["SPELL_ID"]: r for r in chain.spells(PRIOR_CHAIN)}
+    assert (spells["RA1:S1B"]["EXCLUSION"], spells["RA1:S1B"]["PRIOR_EMERGENCY"]) == ("DUPLICATE_SPELL", None)
+    assert (spells["RA1:S2"]["EXCLUSION"], spells["RA1:S2"]["PRIOR_EMERGENCY_BAND"]) == \
+        ("DAY_CASE_OR_REGULAR_ATTENDER", None)
+
+
+# ---- reusing a spell table (``shmi run --spells``) -------------------------------------------------------------------
+
+def _old_spell_table(spark, path) -> None:
+    """A spell table as written before the HSMR's columns, with its _SUCCESS and manifest."""
+    old = [c for c in SPELL_COLUMNS if c not in HSMR_COLUMNS]
+    write_spell_table(spark, spell_frame(spark, [spell_row()]).select(*old), str(path))
+
+
+def test_a_spell_table_without_the_hsmr_columns_is_refused_with_how_to_rebuild(spark, tmp_path):
+    _old_spell_table(spark, tmp_path / "spells")
+    # before Spark: from the manifest's schema
+    with pytest.raises(InputError, match=r"earlier version.*PRIOR_EMERGENCY.*rebuild it .*shmi run --stage spells"):
+        check_spell_table(str(tmp_path / "spells"))
+    # without a manifest: from the parquet schema
+    (tmp_path / "spells" / SPELLS_MANIFEST).unlink()
+    with pytest.raises(InputError, match=r"earlier version.*ADMISORC_CAT.*rebuild it"):
+        read_spell_table(spark, str(tmp_path / "spells"))
+
+
+def test_a_table_missing_other_columns_is_not_a_spell_table(spark, tmp_path):
+    spell_frame(spark, [spell_row()]).select("HESID", "SPELL_ID", "DIS_FYEAR").write.parquet(str(tmp_path / "t"))
+    with pytest.raises(InputError, match="not a spell table, missing column"):
+        read_spell_table(spark, str(tmp_path / "t"))
+
+
+def test_a_current_spell_table_is_read_back(spark, tmp_path):
+    table = spell_frame(spark, [spell_row(), spell_row(SPELL_ID="RA1:S2", DIS_FYEAR=2008)])
+    write_spell_table(spark, table, str(tmp_path / "spells"))
+    manifest = check_spell_table(str(tmp_path / "spells"))
+    assert manifest is not None and set(manifest["schema"]) == set(SPELL_COLUMNS)
+    got = read_spell_table(spark, str(tmp_path / "spells"))
+    assert got.spells["rows_by_financial_year"] == {"2007": 1, "2008": 1}
+    assert got.table.where(F.col("PRIOR_EMERGENCY_BAND") == "0").count() == 2

@@ -54,6 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write disclosure-controlled CSVs under publication/")
     parser.add_argument("--no-report", action="store_true",
                         help="do not write the HTML report (report/index.html; `shmi report` writes it later)")
+    parser.add_argument("--no-hsmr", action="store_true",
+                        help="compute the SHMI only: no HSMR, no bridge between them (hsmr.enabled = false)")
+    parser.add_argument("--basket", metavar="FILE.csv",
+                        help="baskets of diagnoses (BASKET, CODE: ICD-10 code or prefix, or diagnosis group): "
+                             "O, E, ratio and banding per trust and basket for both indicators")
     parser.add_argument("--skip-bad-files", action="store_true",
                         help="skip (and list) input files that fail the input contract instead of stopping")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -80,6 +85,10 @@ def settings_from_args(args) -> dict:
         s.setdefault("output", {})["publication"] = True
     if getattr(args, "no_report", False):
         s.setdefault("output", {})["report"] = False
+    if getattr(args, "no_hsmr", False):
+        s.setdefault("hsmr", {})["enabled"] = False
+    if getattr(args, "basket", None):
+        s.setdefault("hsmr", {})["basket_file"] = args.basket
     if args.skip_bad_files:
         s.setdefault("quality", {})["skip_bad_files"] = True
     return s
@@ -150,6 +159,12 @@ def done_lines(summary: dict, out: str) -> str:
                      f"{p['n_higher']} higher / {p['n_as_expected']} as expected / {p['n_lower']} lower, "
                      f"{p['n_outliers_998']} above 99.8%; phi={p['phi']:.3f} tau2={p['tau2']:.5f}; "
                      f"C={p['c_statistic_overall'] or float('nan'):.3f}")
+    for h in summary.get("hsmr", []):
+        steps = h.get("largest_step_count", {})
+        lines.append(f"[shmi] HSMR {h['period']}: {h['n_rows']} trusts, banding {h['n_higher']} higher / "
+                     f"{h['n_as_expected']} as expected / {h['n_lower']} lower; {h['groups_covered']} groups "
+                     f"({100 * h['in_hospital_deaths_covered']:.0f}% of in-hospital deaths); largest bridge step "
+                     f"per trust: " + ", ".join(f"step {k}: {v}" for k, v in sorted(steps.items())))
     lines.append(f"[shmi] outputs in {out} (summary.json, shmi_trust.csv, ...)")
     if summary.get("report"):
         lines.append(f"[shmi] report: {summary['report']}")

@@ -3,8 +3,10 @@
 Writes DIR/hes_apc/FYEAR=xxyy/part-NNNNN.parquet (episodes, all columns strings),
 DIR/ons_deaths/part-00000.parquet, DIR/reference/ (trusts.csv and copies of the
 diagnosis-group and Charlson files) and DIR/truth/ (params.json, coefficients.csv,
-trust_effects.csv, planted_outliers.csv, trust_year_counts.csv, trust_year_casemix.csv,
-trust_profiles.csv, summary.json, ...).
+trust_effects.csv, planted_outliers.csv, planted_post_discharge.csv (the trust with
+excess deaths after discharge only), trust_year_counts.csv, trust_year_casemix.csv,
+trust_year_hsmr.csv (transfers, palliative spells, in-hospital deaths), trust_profiles.csv,
+summary.json, ...).
 --admissions is the number of analysis admissions (acute-trust spells that survive
 METHOD.md §2's exclusions; 36500000 is the paper's full scale).  The same seed and
 N give byte-identical files whatever the number of workers.

@@ -8,7 +8,7 @@ spells a level the same way.  Pure Python: no Spark.
 from __future__ import annotations
 
 __all__ = ["UNKNOWN", "NOT_APPLICABLE", "AGE_LEVELS", "SEX_LEVELS", "ADMIMETH_LEVELS", "CHARLSON_LEVELS",
-           "BIRWEIT_LEVELS", "IMD_LEVELS"]
+           "BIRWEIT_LEVELS", "IMD_LEVELS", "ADMISORC_LEVELS", "PRIOR_EMERGENCY_LEVELS"]
 
 #: The level of a missing or invalid value (METHOD.md §2).
 UNKNOWN = "unknown"
@@ -23,3 +23,7 @@ CHARLSON_LEVELS = ("0", "1-5", ">5")
 BIRWEIT_LEVELS = ("<1000", "1000-2499", "2500-4499", "4500+", UNKNOWN, NOT_APPLICABLE)
 #: Deprivation fifths, ``1`` least deprived … ``5`` most deprived (the paper's Table 3).
 IMD_LEVELS = ("1", "2", "3", "4", "5", UNKNOWN)
+#: Source of admission (the HSMR's case mix; codes: :mod:`shmi_spark.hes.codes`).
+ADMISORC_LEVELS = ("home", "other_hospital", "care_home", "birth", "other", UNKNOWN)
+#: Emergency admissions of the patient in the 365 days before the admission (the HSMR's case mix).
+PRIOR_EMERGENCY_LEVELS = ("0", "1", "2", "3+")

@@ -33,7 +33,7 @@ from shmi_spark.hes.codes import FINISHED
 from shmi_spark.hes.diagnosis import lookup_tables
 from shmi_spark.hes.linkage import death_flags, death_outcome, linkage_counts
 from shmi_spark.hes.quality_gate import InputReport, gate_failures, input_report, invalid_report
-from shmi_spark.hes.spell_table import SPELL_COLUMNS, flagged_spell_table
+from shmi_spark.hes.spell_table import HSMR_COLUMNS, SPELL_COLUMNS, flagged_spell_table
 from shmi_spark.hes.spells import EXCLUSION_REASONS, build_spells, spell_keys_span_patients
 from shmi_spark.hes.validate import (
     REJECT_COLUMNS,
@@ -253,11 +253,29 @@ def write_spell_table(spark: SparkSession, table: DataFrame, path: str) -> tuple
     return spells, by_year
 
 
+def _missing_spell_columns(path: str, columns: list[str]) -> None:
+    """Refuse a table without every column of ``SPELL_COLUMNS``.
+
+    A spell table written before the HSMR's columns (:data:`HSMR_COLUMNS`)
+    were added lacks only those: it is refused with how to rebuild it.
+    """
+    missing = [c for c in SPELL_COLUMNS if c not in columns]
+    if not missing:
+        return
+    if set(missing) <= set(HSMR_COLUMNS):
+        raise InputError(f"spells input {path} was written by an earlier version, without the column(s) "
+                         f"{', '.join(missing)}: rebuild it from the HES input with `shmi run --stage spells` "
+                         "(or run `shmi run` without --spells)")
+    raise InputError(f"spells input {path}: not a spell table, missing column(s) {', '.join(missing)}")
+
+
 def check_spell_table(path: str) -> dict | None:
     """A local spell table must carry Spark's ``_SUCCESS`` marker; returns its manifest (or None).
 
     A table without the marker was not completely written (a killed run, a
-    partial copy) and is refused.
+    partial copy) and is refused; so is one whose manifest lists a schema
+    without every column of ``SPELL_COLUMNS`` (an older table: see
+    :func:`read_spell_table`), before any Spark work.
     """
     root = local_path(path)
     if not root.is_dir():
@@ -269,9 +287,12 @@ def check_spell_table(path: str) -> dict | None:
     if not manifest.is_file():
         return None
     try:
-        return json.loads(manifest.read_text())
+        written = json.loads(manifest.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"spells input {path}: unreadable {SPELLS_MANIFEST}: {exc}") from None
+    if isinstance(written, dict) and isinstance(written.get("schema"), dict):
+        _missing_spell_columns(path, list(written["schema"]))
+    return written
 
 
 def _check_against_manifest(path: str, spells: DataFrame, by_year: dict, manifest: dict) -> None:
@@ -293,16 +314,15 @@ def _check_against_manifest(path: str, spells: DataFrame, by_year: dict, manifes
 def read_spell_table(spark: SparkSession, path: str) -> SpellTable:
     """An existing spell table (``input.spells``) instead of building one.
 
-    The table must have the columns of docs/tables.md (``SPELL_COLUMNS``), and
-    when it carries its manifest, the same types and the same rows in every
-    financial year as when it was written: a year's folder missing or cut
-    short is an error.
+    The table must have the columns of docs/tables.md (``SPELL_COLUMNS``; a
+    table written before the HSMR's columns is refused with how to rebuild
+    it), and when it carries its manifest, the same types and the same rows in
+    every financial year as when it was written: a year's folder missing or
+    cut short is an error.
     """
     manifest = check_spell_table(path) if is_local(path) else None
     spells = spark.read.parquet(path)
-    missing = [c for c in SPELL_COLUMNS if c not in spells.columns]
-    if missing:
-        raise InputError(f"spells input {path}: not a spell table, missing column(s) {', '.join(missing)}")
+    _missing_spell_columns(path, spells.columns)
     by_year = {str(r["DIS_FYEAR"]): int(r["n"])
                for r in spells.groupBy("DIS_FYEAR").agg(F.count(F.lit(1)).alias("n")).collect()}
     if manifest is not None:

@@ -4,9 +4,10 @@ METHOD.md §2.  The unit is the provider spell: one patient's episodes in one
 trust from admission to discharge, keyed by ``PROCODE3:PROVSPNOPS`` or, when
 ``PROVSPNOPS`` is blank, ``HESID:PROCODE3:ADMIDATE``.  Episodes are ordered by
 ``EPIORDER`` (then ``EPISTART``, then ``EPIKEY``, for a deterministic order).
-The spell takes its diagnosis, age, sex, admission method, class and
-comorbidity from its **first** episode and its discharge date and method from
-its **last**.
+The spell takes its diagnosis, age, sex, admission method, source of
+admission (``ADMISORC``), class and comorbidity from its **first** episode and
+its discharge date, method and destination (``DISDEST``) from its **last**.
+``ADMISORC`` and ``DISDEST`` are optional input fields: absent, they are null.
 
 Exclusions, in this order (each spell gets the first that applies):
 
@@ -26,11 +27,17 @@ Exclusions, in this order (each spell gets the first that applies):
 Missing values never exclude a spell; they become ``unknown`` levels
 (:mod:`shmi_spark.hes.covariates`).
 
+The kept spells also get the patient's prior emergency admissions (the HSMR's
+``PRIOR_EMERGENCY``, :mod:`shmi_spark.hes.prior_admissions`), counted over the
+kept spells only; excluded spells get nulls.
+
 Partitioning (performance, not a rule): by default the finished episodes are
 shuffled once by ``HESID`` and every spell is built inside its patient's
-partition, so the duplicate-spell window here and the death linkage of §3
+partition, so the duplicate-spell and prior-admission windows here and the death linkage of §3
 (:func:`shmi_spark.hes.linkage.death_flags`, a window over each patient's
-spells) need no further shuffle of the spells.  Grouping within a patient
+spells) need no further shuffle of the spells (and the two windows here share one
+sort: the duplicate-spell window partitions by ``HESID`` then the admission
+day number, which orders the prior-admission window too).  Grouping within a patient
 equals grouping by spell key alone unless one spell key carries episodes of
 two patients (a data error: the general grouping gives such a spell the
 ``HESID`` of its first episode); :func:`spell_keys_span_patients` tells, and
@@ -43,9 +50,11 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from shmi_spark.hes.codes import DAY_CASE_OR_REGULAR, FINISHED, PALLIATIVE_DIAGNOSIS, PALLIATIVE_SPECIALTY, STILLBIRTH
+from shmi_spark.hes.prior_admissions import ADMISSION_DAY, admission_day, prior_emergency_admissions
 
 __all__ = [
-    "EXCLUSION_REASONS", "DUPLICATE_SPELL_KEY", "EPISODE_FIELDS", "spell_key", "episode_is_palliative",
+    "EXCLUSION_REASONS", "DUPLICATE_SPELL_KEY", "EPISODE_FIELDS", "OPTIONAL_EPISODE_FIELDS", "spell_key",
+    "episode_is_palliative",
     "build_spells", "mark_duplicate_spells", "spell_keys_span_patients",
 ]
 
@@ -53,14 +62,17 @@ EXCLUSION_REASONS = (
     "NO_DISCHARGE_DATE", "DAY_CASE_OR_REGULAR_ATTENDER", "STILLBIRTH", "NOT_ACUTE_TRUST", "DUPLICATE_SPELL",
 )
 #: What makes two spells the same spell resubmitted (besides being kept by the earlier rules).
-DUPLICATE_SPELL_KEY = ("HESID", "PROCODE3", "ADMIDATE", "DISDATE", "DIAG_FIRST", "DISMETH", "N_EPISODES")
+#: ``HESID`` then ``ADMIDATE`` first: the window's sort then also orders the prior-admission window.
+DUPLICATE_SPELL_KEY = ("HESID", "ADMIDATE", "PROCODE3", "DISDATE", "DIAG_FIRST", "DISMETH", "N_EPISODES")
 _FAR_DATE = "9999-12-31"
 
 #: Episode fields carried into the ordered episode list of a spell.
 EPISODE_FIELDS = (
     "EPIKEY", "HESID", "ADMIDATE", "DISDATE", "DISMETH", "CLASSPAT", "STARTAGE", "SEX",
-    "ADMIMETH", "DIAG_PRIMARY_RAW", "DIAG_SECONDARY", "BIRWEIT_1", "IMD_QUINTILE_RAW",
+    "ADMIMETH", "ADMISORC", "DISDEST", "DIAG_PRIMARY_RAW", "DIAG_SECONDARY", "BIRWEIT_1", "IMD_QUINTILE_RAW",
 )
+#: Optional input fields among them: null when the episodes do not have the column.
+OPTIONAL_EPISODE_FIELDS = ("ADMISORC", "DISDEST")
 
 
 def spell_key() -> Column:
@@ -86,8 +98,11 @@ def build_spells(episodes: DataFrame, *, acute_trusts: list[str], by_patient: bo
 
     ``episodes`` are validated, typed episodes (:func:`shmi_spark.hes.validate.validate_episodes`).
     Output columns: ``SPELL_ID, HESID, PROCODE3, ADMIDATE, DISDATE, DISMETH,
-    CLASSPAT, STARTAGE, SEX, ADMIMETH, DIAG_FIRST, DIAG_SECOND, DIAG_SECONDARY,
-    BIRWEIT_1, IMD_QUINTILE_RAW, N_EPISODES, PALLIATIVE, EXCLUSION``.
+    CLASSPAT, STARTAGE, SEX, ADMIMETH, ADMISORC, DISDEST, DIAG_FIRST,
+    DIAG_SECOND, DIAG_SECONDARY, BIRWEIT_1, IMD_QUINTILE_RAW, N_EPISODES,
+    PALLIATIVE, EXCLUSION, PRIOR_EMERGENCY, PRIOR_EMERGENCY_BAND`` (the last two
+    null on excluded spells).  Episodes without the optional ``ADMISORC`` or
+    ``DISDEST`` column give null values.
 
     ``by_patient`` (default): the episodes are hash-partitioned by ``HESID``
     (one shuffle) and grouped by ``HESID`` and spell key, and the result keeps
@@ -95,7 +110,9 @@ def build_spells(episodes: DataFrame, *, acute_trusts: list[str], by_patient: bo
     spell key alone, the spell's ``HESID`` from its first episode) unless
     :func:`spell_keys_span_patients` of the result is true.
     """
-    finished = episodes.where(F.col("EPISTAT") == FINISHED)
+    absent = [c for c in OPTIONAL_EPISODE_FIELDS if c not in episodes.columns]
+    finished = episodes.withColumns({c: F.lit(None).cast("string") for c in absent}).where(
+        F.col("EPISTAT") == FINISHED)
     if by_patient:
         finished = finished.repartition("HESID")
     order = F.struct(
@@ -131,6 +148,8 @@ def build_spells(episodes: DataFrame, *, acute_trusts: list[str], by_patient: bo
         first["STARTAGE"].alias("STARTAGE"),
         first["SEX"].alias("SEX"),
         first["ADMIMETH"].alias("ADMIMETH"),
+        first["ADMISORC"].alias("ADMISORC"),
+        last["DISDEST"].alias("DISDEST"),
         first["DIAG_PRIMARY_RAW"].alias("DIAG_FIRST"),
         second["DIAG_PRIMARY_RAW"].alias("DIAG_SECOND"),
         first["DIAG_SECONDARY"].alias("DIAG_SECONDARY"),
@@ -139,13 +158,22 @@ def build_spells(episodes: DataFrame, *, acute_trusts: list[str], by_patient: bo
         F.size(F.col("EPS")).alias("N_EPISODES"),
         F.col("PALLIATIVE").cast("int").alias("PALLIATIVE"),
         exclusion.alias("EXCLUSION"),
-    )
-    return mark_duplicate_spells(spells)
+    ).withColumn(ADMISSION_DAY, admission_day())
+    marked = mark_duplicate_spells(spells)
+    return prior_emergency_admissions(marked, included=F.col("EXCLUSION").isNull()).drop(ADMISSION_DAY)
 
 
 def mark_duplicate_spells(spells: DataFrame) -> DataFrame:
-    """``EXCLUSION = DUPLICATE_SPELL`` on every kept spell but the first (by ``SPELL_ID``) of its key."""
-    copies = Window.partitionBy(*DUPLICATE_SPELL_KEY, F.col("EXCLUSION").isNull()).orderBy("SPELL_ID")
+    """``EXCLUSION = DUPLICATE_SPELL`` on every kept spell but the first (by ``SPELL_ID``) of its key.
+
+    When ``spells`` carry the admission day number
+    (:data:`shmi_spark.hes.prior_admissions.ADMISSION_DAY`) the window
+    partitions by it instead of ``ADMIDATE``: the same grouping (one day
+    number per date), and its sort then serves the prior-admission window.
+    """
+    day = ADMISSION_DAY in spells.columns
+    key = [F.col(ADMISSION_DAY) if c == "ADMIDATE" and day else F.col(c) for c in DUPLICATE_SPELL_KEY]
+    copies = Window.partitionBy(*key, F.col("EXCLUSION").isNull()).orderBy("SPELL_ID")
     duplicate = F.col("EXCLUSION").isNull() & (F.row_number().over(copies) > 1)
     return spells.withColumn("EXCLUSION", F.when(duplicate, F.lit("DUPLICATE_SPELL"))
                              .otherwise(F.col("EXCLUSION")))

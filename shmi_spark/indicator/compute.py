@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from shmi_spark.config import Config
 from shmi_spark.errors import InputError
 from shmi_spark.indicator.contextual import contextual_indicators
+from shmi_spark.indicator.definitions import SHMI, indicator_table
 from shmi_spark.indicator.periods import MonthlyVolume, Period, PeriodPlan, plan_periods
 from shmi_spark.indicator.tables import (
     area_summaries,
@@ -36,7 +37,8 @@ from shmi_spark.model.fit import GroupModels, fit_group_models
 from shmi_spark.model.quality import c_statistics, calibration_deciles, trust_r2
 from shmi_spark.model.scoring import expected_by_trust, expected_by_trust_group, score_cells
 
-__all__ = ["PeriodResult", "IndicatorFiles", "OutputCheckFailed", "plan_run_periods", "compute_period",
+__all__ = ["PeriodResult", "ModelScores", "IndicatorFiles", "OutputCheckFailed", "plan_run_periods", "in_period",
+           "fit_and_score", "compute_period",
            "spells_without_valid_probability", "write_indicator_tables", "check_trust_table", "model_folder"]
 
 
@@ -60,6 +62,8 @@ class PeriodResult:
     seconds_indicator: float
     n_cells: int
     summary: dict
+    # the trust sums before rescaling (PROCODE3, SPELLS, OBSERVED, EXPECTED): the bridge's step 1
+    by_trust: pd.DataFrame
 
 
 @dataclass(frozen=True)
@@ -92,69 +96,104 @@ def spells_without_valid_probability(scored_cells: DataFrame) -> int:
     return int(row[0] or 0) if row is not None else 0
 
 
-def compute_period(spark: SparkSession, cfg: Config, spells: DataFrame, period: Period, *, lookup: DiagLookup,
-                   trusts: pd.DataFrame, out: str) -> PeriodResult:
-    """Fit the period's models on its window, score its spells, band its trusts (METHOD.md §5–§8).
+@dataclass(frozen=True)
+class ModelScores:
+    """One indicator's models for a period and its period's spells scored by them (:func:`fit_and_score`)."""
 
+    models: GroupModels
+    by_trust: pd.DataFrame
+    by_group: pd.DataFrame
+    c_stats: pd.DataFrame
+    calibration: pd.DataFrame
+    n_cells: int
+    seconds_models: float
+    seconds_expected: float
+
+
+def in_period(table: DataFrame, period: Period) -> DataFrame:
+    """The rows of ``table`` discharged in the reporting period."""
+    return table.where(F.col("DISDATE").between(F.lit(period.start), F.lit(period.end)))
+
+
+def fit_and_score(spark: SparkSession, cfg: Config, table: DataFrame, period: Period, *, lookup: DiagLookup,
+                  model_dir: str, quality: bool = True) -> ModelScores:
+    """The engine every indicator runs: fit the group models on the window, score the period (METHOD.md §5–§6).
+
+    ``table`` is an indicator's table (:func:`shmi_spark.indicator.definitions.indicator_table`).
     The spells are scored through counts (:func:`score_cells`): expected deaths by
-    trust and by trust × group, the C statistics and the check that every spell
-    has a valid probability all come from the scored trust × group × covariate
-    cells, the same sums as scoring every spell; the contextual indicators
-    (§7) are one aggregation over the period's spells.
+    trust and by trust × group, the C statistics (when ``quality``) and the check that
+    every spell has a valid probability all come from the scored trust × group ×
+    covariate cells, the same sums as scoring every spell.  The models'
+    coefficients, diagnostics and separated cells are written to ``model_dir``.
     """
     m = cfg.method
     t0 = time.perf_counter()
-    cells = covariate_cells(spells, window_start=period.window_start, window_end=period.window_end,
+    cells = covariate_cells(table, window_start=period.window_start, window_end=period.window_end,
                             invalid_group=m.invalid_diagnosis_group)
     models = fit_group_models(spark, cells, config=cfg.model, groups_meta=lookup.groups[["DIAG_GROUP", "LABEL"]])
-    for name, table in (("coefficients", models.coefficients), ("diagnostics", models.diagnostics),
+    for name, frame in (("coefficients", models.coefficients), ("diagnostics", models.diagnostics),
                         ("separated_cells", models.separated)):
-        write_table(spark, table, model_folder(out, period), name)
+        write_table(spark, frame, model_dir, name)
     seconds_models = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    in_period = spells.where(F.col("DISDATE").between(F.lit(period.start), F.lit(period.end)))
     # through counts: each trust × group × covariate cell scored once, not every spell (METHOD.md §6)
-    scored = score_cells(in_period, models.coefficients, window_start=period.window_start,
+    scored = score_cells(in_period(table, period), models.coefficients, window_start=period.window_start,
                          window_end=period.window_end).cache()
     try:
         by_trust: pd.DataFrame = expected_by_trust(scored).toPandas()
         by_group: pd.DataFrame = expected_by_trust_group(scored).toPandas()
-        c_stats = c_statistics(scored)
-        calibration = calibration_deciles(scored)
+        c_stats = c_statistics(scored) if quality else pd.DataFrame()
+        calibration = calibration_deciles(scored) if quality else pd.DataFrame()
         bad = spells_without_valid_probability(scored)
     finally:
         scored.unpersist()
-    context: pd.DataFrame = contextual_indicators(in_period, invalid_group=m.invalid_diagnosis_group).toPandas()
     if bad:
         raise OutputCheckFailed(f"{bad} spells of period {period.label} have no valid expected probability")
     if by_trust.empty:
         raise InputError(f"period {period.label} has no spells")
-    seconds_expected = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    rows, stats = trust_indicator(by_trust, trusts, period, rescale=m.rescale_expected,
-                                  trim_fraction=m.trim_fraction, min_expected=m.min_expected_deaths)
-    groups = group_breakdown(by_group, period, factor=stats["rescale_factor"], trim_fraction=m.trim_fraction,
-                             min_expected=m.min_expected_deaths)
-    overall = c_stats[c_stats["DIAG_GROUP"].isna()]
     diag = models.diagnostics
+    n_cells = int(diag["N_CELLS"].sum()) if len(diag) else 0
+    return ModelScores(models, by_trust, by_group, c_stats, calibration, n_cells, seconds_models,
+                       time.perf_counter() - t0)
+
+
+def compute_period(spark: SparkSession, cfg: Config, spells: DataFrame, period: Period, *, lookup: DiagLookup,
+                   trusts: pd.DataFrame, out: str) -> PeriodResult:
+    """The SHMI of one period: its models and scores (:func:`fit_and_score`), trusts banded (METHOD.md §5–§8).
+
+    The contextual indicators (§7) are one aggregation over the period's spells.
+    """
+    m = cfg.method
+    s = fit_and_score(spark, cfg, indicator_table(spells, SHMI), period, lookup=lookup,
+                      model_dir=model_folder(out, period))
+    t0 = time.perf_counter()
+    context: pd.DataFrame = contextual_indicators(in_period(spells, period),
+                                                  invalid_group=m.invalid_diagnosis_group).toPandas()
+    seconds_expected = s.seconds_expected + time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rows, stats = trust_indicator(s.by_trust, trusts, period, rescale=m.rescale_expected,
+                                  trim_fraction=m.trim_fraction, min_expected=m.min_expected_deaths)
+    groups = group_breakdown(s.by_group, period, factor=stats["rescale_factor"], trim_fraction=m.trim_fraction,
+                             min_expected=m.min_expected_deaths)
+    overall = s.c_stats[s.c_stats["DIAG_GROUP"].isna()]
+    diag = s.models.diagnostics
     summary = {
         "period": period.label, "start": period.start, "end": period.end,
         "window_start": period.window_start, "window_end": period.window_end,
-        "spells": int(by_trust["SPELLS"].sum()), "observed": int(by_trust["OBSERVED"].sum()),
-        "expected_unscaled": float(by_trust["EXPECTED"].sum()),
+        "spells": int(s.by_trust["SPELLS"].sum()), "observed": int(s.by_trust["OBSERVED"].sum()),
+        "expected_unscaled": float(s.by_trust["EXPECTED"].sum()),
         **stats,
         "c_statistic_overall": float(overall["C_STATISTIC"].iloc[0]) if len(overall) else None,
-        "r2_crude_on_expected": trust_r2(by_trust),
+        "r2_crude_on_expected": trust_r2(s.by_trust),
         "groups_fitted": int(len(diag)),
         "groups_by_rule": diag["RULE"].value_counts().to_dict() if len(diag) else {},
         "groups_not_converged": int((~diag["CONVERGED"]).sum()) if len(diag) else 0,
     }
-    n_cells = int(diag["N_CELLS"].sum()) if len(diag) else 0
-    return PeriodResult(period, models, rows, groups, context.assign(PERIOD=period.label),
-                        c_stats.assign(PERIOD=period.label), calibration.assign(PERIOD=period.label),
-                        seconds_models, seconds_expected,
-                        time.perf_counter() - t0, n_cells, summary)
+    return PeriodResult(period, s.models, rows, groups, context.assign(PERIOD=period.label),
+                        s.c_stats.assign(PERIOD=period.label), s.calibration.assign(PERIOD=period.label),
+                        s.seconds_models, seconds_expected,
+                        time.perf_counter() - t0, s.n_cells, summary, s.by_trust)
 
 
 def check_trust_table(trust_all: pd.DataFrame, results: list[PeriodResult], *, rescaled: bool) -> None:

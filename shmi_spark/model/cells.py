@@ -7,7 +7,15 @@ cross-classification, so the risk models are fitted on this table (weighted by
 
 Output (docs/tables.md, "covariate cells"):
 ``DIAG_GROUP, AGE_BAND, SEX_CAT, ADMIMETH_CAT, ADM_MONTH, YEAR_INDEX,
-CHARLSON_BAND, BIRWEIT_BAND, SPELLS (long), DEATHS (long)``.
+CHARLSON_BAND, BIRWEIT_BAND, ADMISSION_SOURCE, DEPRIVATION_FIFTH,
+PALLIATIVE_CARE, PRIOR_EMERGENCY_ADMISSIONS, SPELLS (long), DEATHS (long)``.
+
+The terms are those of every indicator the engine fits: the SHMI's (METHOD.md
+§4) and the HSMR's (:mod:`shmi_spark.indicator.definitions`).  An indicator's
+table carries the level ``n/a`` in every term it does not use; a term whose
+only level in a group is ``n/a`` has no parameter
+(:mod:`shmi_spark.model.design`), so the SHMI's fit is the same as with its
+seven terms alone.
 
 ``YEAR_INDEX`` (METHOD.md §4) is 1..k: the 12-month block of the modelling
 window that holds the discharge date, counting from ``window_start``; ``k`` is
@@ -24,16 +32,22 @@ from datetime import date
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-__all__ = ["COVARIATES", "CELL_KEYS", "CELL_COLUMNS", "UNKNOWN_LEVEL", "level_expr", "year_index_of",
+__all__ = ["COVARIATES", "SHMI_COVARIATES", "HSMR_COVARIATES", "CELL_KEYS", "CELL_COLUMNS", "UNKNOWN_LEVEL",
+           "NA_LEVEL", "with_all_terms", "level_expr", "year_index_of",
            "window_years", "year_index", "covariate_cells"]
 
 # The model covariates, in the order of the cells table (METHOD.md §4).
-COVARIATES = ["AGE_BAND", "SEX_CAT", "ADMIMETH_CAT", "ADM_MONTH", "YEAR_INDEX",
-              "CHARLSON_BAND", "BIRWEIT_BAND"]
+SHMI_COVARIATES = ["AGE_BAND", "SEX_CAT", "ADMIMETH_CAT", "ADM_MONTH", "YEAR_INDEX",
+                   "CHARLSON_BAND", "BIRWEIT_BAND"]
+# The HSMR's case-mix terms beyond the SHMI's (``n/a`` in the SHMI's tables).
+HSMR_COVARIATES = ["ADMISSION_SOURCE", "DEPRIVATION_FIFTH", "PALLIATIVE_CARE", "PRIOR_EMERGENCY_ADMISSIONS"]
+COVARIATES = [*SHMI_COVARIATES, *HSMR_COVARIATES]
 CELL_KEYS = ["DIAG_GROUP", *COVARIATES]
 CELL_COLUMNS = [*CELL_KEYS, "SPELLS", "DEATHS"]
 # A null covariate is its own level, reported as this (METHOD.md §4: missing -> unknown).
 UNKNOWN_LEVEL = "unknown"
+# The level of a term that does not apply: birth weight outside the perinatal groups, an indicator's unused terms.
+NA_LEVEL = "n/a"
 
 
 def level_expr(term: str) -> Column:
@@ -92,6 +106,16 @@ def year_index(col: Column | str, window_start: date, k: int | None = None) -> C
     return idx.cast("int")
 
 
+def with_all_terms(table: DataFrame) -> DataFrame:
+    """``table`` with a column for each of the HSMR's terms: one it has no column for is ``n/a``.
+
+    The spell table of docs/tables.md has the SHMI's terms only, so it is the
+    SHMI's table as it stands (the HSMR's terms not used).
+    """
+    missing = [t for t in HSMR_COVARIATES if t not in table.columns]
+    return table.withColumns({t: F.lit(NA_LEVEL) for t in missing}) if missing else table
+
+
 def covariate_cells(spells: DataFrame, *, window_start: date, window_end: date,
                     invalid_group: int | None = None) -> DataFrame:
     """Aggregate the spells discharged in [window_start, window_end] to covariate cells.
@@ -101,13 +125,14 @@ def covariate_cells(spells: DataFrame, *, window_start: date, window_end: date,
     term has one level in that group and drops out of its model (scoring then
     adds nothing for it).
 
-    ``spells`` is the spells table of docs/tables.md (only ``DISDATE``,
+    ``spells`` is an indicator's table (:func:`shmi_spark.indicator.definitions.indicator_table`:
+    the spells table of docs/tables.md with the HSMR's terms; only ``DISDATE``,
     ``DIAG_GROUP``, ``DIED`` and the covariate columns are read).  Every
     spell in the window is counted: covariates carry explicit ``unknown``
     levels, nothing is dropped for missing values (METHOD.md §2).
     """
     k = window_years(window_start, window_end)
-    in_window = spells.where(F.col("DISDATE").between(F.lit(window_start), F.lit(window_end)))
+    in_window = with_all_terms(spells).where(F.col("DISDATE").between(F.lit(window_start), F.lit(window_end)))
     with_year = in_window.withColumn("YEAR_INDEX", year_index("DISDATE", window_start, k))
     if invalid_group is not None:
         with_year = with_year.withColumn("CHARLSON_BAND", F.when(
@@ -124,6 +149,7 @@ def covariate_cells(spells: DataFrame, *, window_start: date, window_end: date,
         F.col("YEAR_INDEX").cast("int").alias("YEAR_INDEX"),
         F.col("CHARLSON_BAND").cast("string").alias("CHARLSON_BAND"),
         F.col("BIRWEIT_BAND").cast("string").alias("BIRWEIT_BAND"),
+        *[F.col(t).cast("string").alias(t) for t in HSMR_COVARIATES],
         F.col("SPELLS").cast("long").alias("SPELLS"),
         F.coalesce(F.col("DEATHS"), F.lit(0)).cast("long").alias("DEATHS"),
     )

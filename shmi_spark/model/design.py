@@ -13,7 +13,9 @@ the spell and death counts per (group, term, level) of the covariate cells
   ``n/a``, ``unknown``); every other level is a feature (a 0/1 indicator);
 * a term with one level in the group has no parameter (its level is reported
   as the reference);
-* ``BIRWEIT_BAND`` enters only for groups with a level other than ``n/a``;
+* a term whose only level in the group is ``n/a`` has no parameter and no
+  note: ``BIRWEIT_BAND`` outside the perinatal groups, and the terms an
+  indicator does not use (:mod:`shmi_spark.model.cells`);
 * whether the data separate is not decided from the counts: it takes the
   group's cells (:mod:`shmi_spark.model.separation`).  Once they are examined
   the design carries its :class:`Limit` — the separated cells (by
@@ -38,7 +40,7 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from shmi_spark.model.cells import COVARIATES, level_expr
+from shmi_spark.model.cells import COVARIATES, NA_LEVEL, level_expr
 
 __all__ = [
     "TERMS", "INTERCEPT", "CRUDE_RATE", "NA_LEVEL", "PERINATAL_TERM",
@@ -51,7 +53,6 @@ TERMS = list(COVARIATES)
 # ``TERM`` of a model's intercept row, and of a crude-rate group's single row.
 INTERCEPT = "INTERCEPT"
 CRUDE_RATE = "CRUDE_RATE"
-NA_LEVEL = "n/a"
 PERINATAL_TERM = "BIRWEIT_BAND"
 
 _LEADING_NUMBER = re.compile(r"^([<>]?)(\d+(?:\.\d+)?)")
@@ -229,12 +230,11 @@ def group_designs(level_counts: pd.DataFrame) -> list[GroupDesign]:
         for term in TERMS:
             rows = sorted(((lv, n, dth) for lv, n, dth, _ in by_term.get((group, term), [])),
                           key=lambda x: level_sort_key(x[0]))
-            if term == PERINATAL_TERM and all(lv == NA_LEVEL for lv, _, _ in rows):
+            if all(lv == NA_LEVEL for lv, _, _ in rows):  # a term this group's indicator does not use
                 continue
             d.levels[term] = rows
             present = {lv for lv, _, _ in rows}
-            missing = [lv for lv in all_levels.get(term, []) if lv not in present
-                       and not (term == PERINATAL_TERM and lv == NA_LEVEL)]
+            missing = [lv for lv in all_levels.get(term, []) if lv not in present and lv != NA_LEVEL]
             if missing:
                 absent.append(f"{term}{{{','.join(missing)}}}")
             if len(rows) == 1:

@@ -92,7 +92,7 @@ from shmi_spark.model.batches import (
     make_batch,
     pack_batches,
 )
-from shmi_spark.model.cells import level_expr
+from shmi_spark.model.cells import level_expr, with_all_terms
 from shmi_spark.model.design import (
     CRUDE_RATE,
     INTERCEPT,
@@ -348,7 +348,7 @@ def fit_group_models(spark: SparkSession, cells: DataFrame, *, config: ModelConf
     the order in which threads finish.  ``groups_meta`` (optional, pandas,
     keyed by ``DIAG_GROUP``, e.g. group labels) is joined onto the diagnostics.
     """
-    selected = cells.select("DIAG_GROUP", *TERMS, "SPELLS", "DEATHS").where(F.col("SPELLS") > 0)
+    selected = with_all_terms(cells).select("DIAG_GROUP", *TERMS, "SPELLS", "DEATHS").where(F.col("SPELLS") > 0)
     if config.engine == "spark_ml":  # each lone fit then reads one group's run of rows
         selected = selected.orderBy("DIAG_GROUP")
     cached = selected.persist(StorageLevel.MEMORY_AND_DISK)

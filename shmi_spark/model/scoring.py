@@ -39,10 +39,10 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from shmi_spark.model.cells import level_expr, window_years, year_index
+from shmi_spark.model.cells import level_expr, window_years, with_all_terms, year_index
 from shmi_spark.model.design import CRUDE_RATE, INTERCEPT, TERMS
 
-__all__ = ["SCORED_CELL_KEYS", "with_probability", "score_spells", "score_cells", "expected_by_trust",
+__all__ = ["SCORED_CELL_KEYS", "with_probability", "score_spells", "score_cells", "expected_by", "expected_by_trust",
            "expected_by_trust_group", "rescale_factor"]
 
 # The keys of a scored cells table: trust, group and the model covariates.
@@ -99,8 +99,12 @@ def with_probability(df: DataFrame, coefficients, *, year_col: str = "YEAR_INDEX
             *[F.col(c).alias(f"COEF_{c}_{term}") for c in ("DIAG_GROUP", "LEVEL", "ESTIMATE")])
 
     original = df.columns
+    df = with_all_terms(df)
     contributions = []
-    for term in [INTERCEPT, CRUDE_RATE, *TERMS]:
+    # a term with no coefficient row (not in any group's model, such as the terms the indicator does not
+    # use) adds 0 to every row: no join for it
+    used = set(coefs["TERM"])
+    for term in [INTERCEPT, CRUDE_RATE, *[t for t in TERMS if t in used]]:
         group, level, estimate = (F.col(f"COEF_{c}_{term}") for c in ("DIAG_GROUP", "LEVEL", "ESTIMATE"))
         if term in (INTERCEPT, CRUDE_RATE):
             cond = F.col("DIAG_GROUP").cast("int") == group
@@ -139,7 +143,7 @@ def score_spells(spells: DataFrame, coefficients, *, window_start: date,
 
 
 def score_cells(spells: DataFrame, coefficients, *, window_start: date,
-                window_end: date | None = None) -> DataFrame:
+                window_end: date | None = None, by: tuple[str, ...] = ("PROCODE3",)) -> DataFrame:
     """The spells counted by trust × group × covariate cell, each cell scored (see module doc).
 
     Columns: ``PROCODE3, DIAG_GROUP, AGE_BAND, SEX_CAT, ADMIMETH_CAT,
@@ -147,12 +151,14 @@ def score_cells(spells: DataFrame, coefficients, *, window_start: date,
     ``, CHARLSON_BAND, BIRWEIT_BAND, SPELLS`` (long, ≥ 1), ``DEATHS``
     (long: Σ ``DIED``, which is 0 or 1, docs/tables.md), ``P_EXPECTED``.
     Every spell falls in exactly one cell and gets that cell's probability,
-    the same value :func:`score_spells` gives it.
+    the same value :func:`score_spells` gives it.  ``by``: the columns the
+    cells are counted by before the group and covariates (default the trust;
+    a basket's breakdown adds ``BASKET``).
     """
     coefs = _coefficient_frame(coefficients)
     year = _year_index_of_spell(coefs, window_start, window_end).alias("YEAR_INDEX")
-    keys = [year if c == "YEAR_INDEX" else F.col(c) for c in SCORED_CELL_KEYS]
-    cells = spells.groupBy(*keys).agg(
+    keys = [year if c == "YEAR_INDEX" else F.col(c) for c in [*by, *SCORED_CELL_KEYS[1:]]]
+    cells = with_all_terms(spells).groupBy(*keys).agg(
         F.count(F.lit(1)).cast("long").alias("SPELLS"),
         F.coalesce(F.sum(F.col("DIED").cast("long")), F.lit(0)).cast("long").alias("DEATHS"))
     return with_probability(cells, coefs, year_col="YEAR_INDEX")
@@ -186,6 +192,11 @@ def expected_by_trust(scored: DataFrame) -> DataFrame:
     deaths up to the order of summation.
     """
     return _sums(scored, ["PROCODE3"])
+
+
+def expected_by(scored: DataFrame, keys: list[str]) -> DataFrame:
+    """Per ``keys``: ``SPELLS, OBSERVED, EXPECTED`` (as :func:`expected_by_trust`), sorted by them."""
+    return _sums(scored, keys)
 
 
 def expected_by_trust_group(scored: DataFrame) -> DataFrame:

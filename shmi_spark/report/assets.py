@@ -44,6 +44,8 @@ th[aria-sort="descending"] button::after { content: " \\2193"; }
 .band { white-space: nowrap; font-weight: 600; }
 .band-1 { color: var(--higher); } .band-3 { color: var(--lower); } .band-2, .band-0 { color: var(--muted); }
 .scroll { overflow-x: auto; }
+tr.largest td { font-weight: 600; background: var(--bg-alt); }
+table.hsmr-counts { width: auto; } table.hsmr-counts td { min-width: 6rem; }
 """
 
 SCRIPT = """

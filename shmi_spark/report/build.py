@@ -3,7 +3,9 @@
 :func:`write_report` reads the run's own files (:mod:`shmi_spark.report.data`),
 draws the figures (:mod:`shmi_spark.indicator.plots`,
 :mod:`shmi_spark.report.plots`) and writes the pages
-(:mod:`shmi_spark.report.pages`).  The report is built in a folder beside its
+(:mod:`shmi_spark.report.pages`).  The national figures are drawn here, each
+trust's (its funnel, trend, drill-downs and, with the HSMR, its bridge and its
+point on the SHMI-HSMR scatter) in spawned worker processes.  The report is built in a folder beside its
 destination and moved into place when complete; an earlier report (a folder
 holding ``_SHMI_REPORT.json``) is replaced, any other non-empty folder is
 refused.  No Spark: ``shmi report`` runs on a laptop from a copied run folder.
@@ -23,7 +25,7 @@ import pandas as pd
 
 from shmi_spark.errors import InputError
 from shmi_spark.io.outputs import REPORT_DIR, REPORT_MARKER_NAME
-from shmi_spark.report.data import RunTables, count_value, period_slug, read_history, read_run
+from shmi_spark.report.data import RunTables, count_value, flag, period_slug, read_history, read_run
 from shmi_spark.report.pages import Figure, PageFigures, index_page, trust_page
 
 __all__ = ["REPORT_MARKER", "ReportResult", "write_report", "trust_drilldown", "supergroup_drilldown",
@@ -128,7 +130,43 @@ def _national_figures(run: RunTables, folder: Path, figures: PageFigures) -> int
                                                  f"{stem}.svg")
             drawn += 1
         drawn += 1
+        drawn += _hsmr_scatter(run, period, folder, figures)
     return drawn
+
+
+def _hsmr_scatter(run: RunTables, period: str, folder: Path, figures: PageFigures) -> int:
+    """The period's SHMI-HSMR scatter (none without the HSMR, or when no trust of the period has one)."""
+    if not run.has_hsmr:
+        return 0
+    from shmi_spark.report.plots import shmi_hsmr_scatter
+
+    rows = run.shmi_hsmr(period)
+    if not rows["IN_HSMR"].any():
+        return 0
+    stem = _figure_name("shmi_hsmr", period)
+    shmi_hsmr_scatter(rows, folder / stem, title=f"SHMI and HSMR, {period}")
+    figures.hsmr_scatter[period] = Figure(f"{stem}.png", _scatter_alt(rows, period), f"{stem}.svg",
+                                          "Each trust's HSMR / 100 against its SHMI (log scales), shaped by its "
+                                          "two bandings; the dotted diagonal is where the two are equal.")
+    return 1
+
+
+def _both_ratios(rows: pd.DataFrame) -> pd.Series:
+    """The trusts with both a SHMI and an HSMR: those the scatter draws."""
+    return pd.to_numeric(rows["SHMI"], errors="coerce").notna() & pd.to_numeric(rows["HSMR"], errors="coerce").notna()
+
+
+def _scatter_alt(rows: pd.DataFrame, period: str) -> str:
+    from shmi_spark.report.plots import AGREEMENT_STYLE, agreement
+
+    both = rows[_both_ratios(rows)]
+    kinds = pd.Series([agreement(a, b) for a, b in zip(both["SHMI_BANDING"], both["HSMR_BANDING"], strict=True)],
+                      dtype=object)
+    counts = kinds.value_counts()
+    parts = [f"{int(counts[k])} {style.label[:1].lower()}{style.label[1:]}" for k, style in AGREEMENT_STYLE.items()
+             if k in counts.index]
+    return (f"Scatter of HSMR / 100 against SHMI for {len(both)} trusts, {period}: {'; '.join(parts)}. "
+            "The counts and the trusts whose bandings disagree are in the tables below.")
 
 
 def _funnel_alt(run: RunTables, period: str) -> str:
@@ -150,14 +188,22 @@ class TrustFigures:
     drilldown_super: Figure | None
     drill: pd.DataFrame | None
     drill_super: pd.DataFrame | None
+    scatter: Figure | None = None
+    bridge: Figure | None = None
 
     @property
     def count(self) -> int:
-        return sum(f is not None for f in (self.funnel, self.trend, self.drilldown, self.drilldown_super))
+        return sum(f is not None for f in (self.funnel, self.trend, self.drilldown, self.drilldown_super,
+                                           self.scatter, self.bridge))
 
 
-def _draw_trust(run: RunTables, code: str, folder: Path) -> TrustFigures:
-    """One trust's place on the funnel and drill-downs (main period) and trend (over ``run.trend_periods``)."""
+def _draw_trust(run: RunTables, code: str, folder: Path, drawn: dict | None = None) -> TrustFigures:
+    """One trust's place on the funnel and drill-downs (main period) and trend (over ``run.trend_periods``).
+
+    ``drawn``: figures kept between trusts drawn by the same process (the
+    main period's SHMI-HSMR scatter, which each trust's page shows with that
+    trust highlighted).
+    """
     from shmi_spark.indicator.plots import funnel_plot
     from shmi_spark.report.plots import drilldown_plot, trend_plot
 
@@ -189,7 +235,42 @@ def _draw_trust(run: RunTables, code: str, folder: Path) -> TrustFigures:
                                      title=f"{code}: diagnosis supergroups, {period}", top=25)
         drilldown_super = Figure(f"{stem}.png", f"The same by supergroup (ICD-10 chapter) for {name}, {period}",
                                  f"{stem}.svg")
-    return TrustFigures(code, funnel, trend, drilldown, drilldown_super, drill, drill_super)
+    scatter, bridge = _draw_trust_hsmr(run, code, name, folder, {} if drawn is None else drawn) \
+        if run.has_hsmr else (None, None)
+    return TrustFigures(code, funnel, trend, drilldown, drilldown_super, drill, drill_super, scatter, bridge)
+
+
+def _draw_trust_hsmr(run: RunTables, code: str, name: str, folder: Path,
+                     drawn: dict) -> tuple[Figure | None, Figure | None]:
+    """One trust's point on the main period's SHMI-HSMR scatter, and its bridge from one to the other."""
+    from shmi_spark.report.plots import AGREEMENT_STYLE, ScatterHighlights, agreement, bridge_plot, step_label
+
+    period = run.main_period
+    scatter = bridge = None
+    key = ("shmi_hsmr", str(run.folder), period)
+    if key not in drawn:
+        rows = run.shmi_hsmr(period)
+        drawn[key] = (rows, ScatterHighlights(rows, title=f"SHMI and HSMR, {period}"))
+    rows, highlights = drawn[key]
+    mine = rows[(rows["PROVIDER_CODE"] == code) & _both_ratios(rows)]
+    if len(mine) and highlights.can_highlight(code):
+        r = mine.iloc[0]
+        stem = f"img/trusts/{code}_shmi_hsmr"
+        highlights.write(code, folder / stem, title=f"SHMI and HSMR, {period}: {code}")
+        kind = AGREEMENT_STYLE[agreement(r["SHMI_BANDING"], r["HSMR_BANDING"])].label
+        scatter = Figure(f"{stem}.png", f"Scatter of HSMR / 100 against SHMI, {period}, with {name} highlighted: "
+                         f"SHMI {float(r['SHMI']):.2f}, HSMR / 100 {float(r['HSMR']) / 100:.2f}; {kind[:1].lower()}"
+                         f"{kind[1:]}", f"{stem}.svg")
+    steps = run.bridge_rows(code, period)
+    if len(steps):
+        stem = f"img/trusts/{code}_bridge"
+        bridge_plot(steps, folder / stem, title=f"{code}: from the SHMI to the HSMR, {period}")
+        top = steps[flag(steps["LARGEST_CHANGE"])]
+        where = (f"; the largest change is at step {step_label(top['STEP'].iloc[0], top['STEP_NAME'].iloc[0])}"
+                 .replace(". ", ": ", 1) if len(top) else "")
+        bridge = Figure(f"{stem}.png", f"Ratio of observed to expected deaths of {name} after each step from its "
+                        f"SHMI to its HSMR / 100, {period}{where} (numbers in the table below)", f"{stem}.svg")
+    return scatter, bridge
 
 
 _WORKER_RUN: dict[str, RunTables] = {}
@@ -200,17 +281,21 @@ def _worker_start(run_folder: str, history: list[str]) -> None:
     _WORKER_RUN[run_folder] = read_run(run_folder).with_history(read_history(history))
 
 
+_WORKER_DRAWN: dict = {}
+
+
 def _worker_draw(run_folder: str, codes: list[str], folder: str) -> list[TrustFigures]:
     run = _WORKER_RUN[run_folder]
-    return [_draw_trust(run, code, Path(folder)) for code in codes]
+    return [_draw_trust(run, code, Path(folder), _WORKER_DRAWN) for code in codes]
 
 
 def _draw_trusts(run: RunTables, codes: list[str], folder: Path, workers: int,
                  history: list[str]) -> Iterator[TrustFigures]:
     """Every trust's figures, in ``codes`` order: in ``workers`` processes (spawned: nothing of Spark forked)."""
     if workers <= 1 or len(codes) < 8:
+        drawn: dict = {}
         for code in codes:
-            yield _draw_trust(run, code, folder)
+            yield _draw_trust(run, code, folder, drawn)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -268,7 +353,8 @@ def write_report(run_folder: str | Path, *, out: str | Path | None = None, compa
         for i, drawn_trust in enumerate(_draw_trusts(run, codes, building, workers, history_folders), 1):
             code = drawn_trust.code
             for kind, by_trust in (("funnel", figures.trust_funnel), ("trend", figures.trend),
-                                   ("drilldown", figures.drilldown), ("drilldown_super", figures.drilldown_super)):
+                                   ("drilldown", figures.drilldown), ("drilldown_super", figures.drilldown_super),
+                                   ("scatter", figures.trust_scatter), ("bridge", figures.bridge)):
                 figure = getattr(drawn_trust, kind)
                 if figure is not None:
                     by_trust[code] = figure

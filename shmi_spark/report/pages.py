@@ -7,6 +7,14 @@ shape (▲ higher, ● as expected, ▼ lower, ○ not banded), never by colour
 alone; every figure has a text alternative and the numbers it shows are in a
 table beside it.  Counts are printed as the tables hold them: in a
 publication run ``*`` where a count is suppressed (METHOD.md §9).
+
+When the run computed the HSMR (README "SHMI and HSMR"), the national page has
+a section "SHMI and HSMR" per period (the scatter of one against the other,
+the trusts counted by their two bandings, the trusts whose bandings disagree
+with the step of the bridge that moves them most, the HSMR's diagnosis
+groups, and the baskets), and each trust page its HSMR beside its SHMI and
+its bridge from one to the other; a run without the HSMR's files has pages
+exactly as before.
 """
 
 from __future__ import annotations
@@ -17,11 +25,13 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from shmi_spark.indicator.banding import BANDING_LABELS
 from shmi_spark.report.assets import SCRIPT, STYLE
-from shmi_spark.report.data import RunTables, count_value, period_slug
+from shmi_spark.report.data import RunTables, count_value, flag, period_slug
+from shmi_spark.report.plots import DISAGREEING, agreement, step_label
 
 __all__ = ["Figure", "PageFigures", "BAND_SYMBOLS", "band_cell", "html_page", "index_page", "trust_page",
-           "CONTEXT_LABELS", "england_value"]
+           "CONTEXT_LABELS", "england_value", "bridge_sentence", "NO_HSMR_LABEL"]
 
 BAND_SYMBOLS = {1: "▲", 2: "●", 3: "▼", 0: "○"}
 
@@ -65,6 +75,9 @@ class PageFigures:
     drilldown: dict[str, Figure] = field(default_factory=dict)
     drilldown_super: dict[str, Figure] = field(default_factory=dict)
     diffsum: Figure | None = None
+    hsmr_scatter: dict[str, Figure] = field(default_factory=dict)
+    trust_scatter: dict[str, Figure] = field(default_factory=dict)
+    bridge: dict[str, Figure] = field(default_factory=dict)
 
 
 def esc(value) -> str:
@@ -345,13 +358,247 @@ def _diffsum_section(figures: PageFigures, compare_note: str) -> str:
             f"{_figure(figures.diffsum)}</section>")
 
 
+# ----------------------------------------------------------------------------------------------- SHMI and HSMR
+
+#: The banding words of a trust with no row in the HSMR's table (no spell in the HSMR's population).
+NO_HSMR_LABEL = "Not banded: no HSMR (no spell in the HSMR's groups)"
+_NO_SHMI_LABEL = "Not banded: no SHMI"
+_BANDS = ((1, "Higher than expected"), (2, "As expected"), (3, "Lower than expected"), (0, "Not banded"))
+
+
+def _band_key(value, present: bool) -> str:
+    """A banding as a key of the count table: ``1``, ``2``, ``3``, ``0`` (not banded) or ``none`` (no row)."""
+    return str(_band_code(value)) if present else "none"
+
+
+def _coverage_text(run: RunTables, period: str) -> str:
+    groups = run.hsmr_groups
+    if groups.empty or "COVERED" not in groups.columns:
+        return ""
+    if "PERIOD" in groups.columns:
+        groups = groups[groups["PERIOD"] == period]
+    covered = groups[flag(groups["COVERED"])]
+    if groups.empty:
+        return ""
+    share = pd.to_numeric(covered["SHARE"], errors="coerce").sum()
+    return (f'<p class="hsmr-coverage">The HSMR of {esc(period)} counts the <strong>{len(covered)}</strong> '
+            f"diagnosis groups with the most deaths in hospital in its modelling window, together "
+            f"<strong>{100 * share:.1f}%</strong> of those deaths (of {len(groups)} groups with a death in "
+            "hospital).</p>")
+
+
+def _hsmr_facts(rows: pd.DataFrame) -> str:
+    hsmr = rows[rows["IN_HSMR"]]
+    codes = hsmr["HSMR_BANDING"].map(_band_code)
+    kinds = [agreement(a, b) for a, b in zip(rows["SHMI_BANDING"], rows["HSMR_BANDING"], strict=True)]
+    items = [("Trusts with an HSMR", len(hsmr)), ("▲ HSMR higher than expected", int((codes == 1).sum())),
+             ("● HSMR as expected", int((codes == 2).sum())), ("▼ HSMR lower than expected", int((codes == 3).sum())),
+             ("Bandings that disagree", sum(k in DISAGREEING for k in kinds))]
+    cells = "".join(f"<div><dt>{esc(label)}</dt><dd>{value:,}</dd></div>" for label, value in items)
+    return f'<dl class="facts">{cells}</dl>'
+
+
+def _crosstab_table(rows: pd.DataFrame, period: str) -> str:
+    """Trusts counted by SHMI banding (rows) × HSMR banding (columns); a "No HSMR"/"No SHMI" line only if needed."""
+    s_keys = [_band_key(b, p) for b, p in zip(rows["SHMI_BANDING"], rows["IN_SHMI"], strict=True)]
+    h_keys = [_band_key(b, p) for b, p in zip(rows["HSMR_BANDING"], rows["IN_HSMR"], strict=True)]
+    bands = [(str(k), f"{BAND_SYMBOLS[k]} {words}") for k, words in _BANDS]
+    rows_by = bands + ([("none", "No SHMI")] if "none" in s_keys else [])
+    cols_by = bands + ([("none", "No HSMR")] if "none" in h_keys else [])
+    pairs = pd.Series(list(zip(s_keys, h_keys, strict=True)), dtype=object).value_counts() if s_keys else pd.Series()
+    head = "".join(f'<th scope="col" class="num">{esc(words)}</th>' for _, words in cols_by)
+    body = []
+    for s_key, s_words in rows_by:
+        cells = "".join(f'<td class="num" data-shmi="{s_key}" data-hsmr="{h_key}">{int(pairs.get((s_key, h_key), 0))}'
+                        "</td>" for h_key, _ in cols_by)
+        total = sum(k == s_key for k in s_keys)
+        body.append(f'<tr><th scope="row">{esc(s_words)}</th>{cells}'
+                    f'<td class="num" data-shmi="{s_key}" data-hsmr="all">{total}</td></tr>')
+    totals = "".join(f'<td class="num" data-shmi="all" data-hsmr="{h_key}">{sum(k == h_key for k in h_keys)}</td>'
+                     for h_key, _ in cols_by)
+    body.append(f'<tr><th scope="row">All trusts</th>{totals}'
+                f'<td class="num" data-shmi="all" data-hsmr="all">{len(s_keys)}</td></tr>')
+    return (f'<table class="hsmr-counts"><caption>Trusts by SHMI banding (rows) and HSMR banding (columns), '
+            f'{esc(period)}</caption><thead><tr><th scope="col">SHMI banding</th>{head}'
+            f'<th scope="col" class="num">All trusts</th></tr></thead><tbody>{"".join(body)}</tbody></table>')
+
+
+def _hsmr_band_cell(r: dict) -> str:
+    return band_cell(r.get("HSMR_BANDING"), r.get("HSMR_BANDING_LABEL") if r.get("IN_HSMR") else NO_HSMR_LABEL)
+
+
+def _shmi_band_cell(r: dict) -> str:
+    return band_cell(r.get("SHMI_BANDING"), r.get("SHMI_BANDING_LABEL") if r.get("IN_SHMI") else _NO_SHMI_LABEL)
+
+
+def _step_text(step, name) -> str:
+    """A step named short, as in a table cell: ``5. The HSMR's case mix`` (its parenthesis left to the bridge)."""
+    number = count_value(step)
+    return "" if number is None or not isinstance(name, str) else step_label(int(number), name.split(" (", 1)[0])
+
+
+def _disagree_table(rows: pd.DataFrame, period: str, *, root: str = "") -> str:
+    kinds = [agreement(a, b) for a, b in zip(rows["SHMI_BANDING"], rows["HSMR_BANDING"], strict=True)]
+    differ = rows[[k in DISAGREEING for k in kinds]]
+    if differ.empty:
+        return f"<p>The two indicators band every trust alike in {esc(period)}: no banding disagrees.</p>"
+    body = []
+    for r in differ.to_dict("records"):
+        code = str(r["PROVIDER_CODE"])
+        step = count_value(r.get("LARGEST_STEP"))
+        body.append(
+            f'<tr><td><a href="{root}trusts/{esc(code)}.html">{esc(code)}</a></td><td>{esc(r.get("PROVIDER_NAME"))}'
+            f"</td>{_num(r.get('SHMI'), 4)}{_shmi_band_cell(r)}{_num(_hsmr_ratio(r.get('HSMR')), 4)}"
+            f"{_hsmr_band_cell(r)}"
+            f'<td data-v="{"" if step is None else int(step)}">{esc(_step_text(step, r.get("LARGEST_STEP_NAME")))}'
+            f"</td>{_num(_signed_or_none(r.get('LARGEST_STEP_CHANGE')), 4)}</tr>")
+    heads = [("Code", ""), ("Trust", ""), ("SHMI", "num"), ("SHMI banding", ""), ("HSMR / 100", "num"),
+             ("HSMR banding", ""), ("Largest bridge step", ""), ("Change at that step", "num")]
+    head = "".join(f'<th scope="col" class="{cls}"><button type="button">{esc(h)}</button></th>' for h, cls in heads)
+    return (f'<div class="scroll"><table class="disagree"><caption>Trusts whose SHMI and HSMR bandings disagree, '
+            f"{esc(period)}: {len(differ)} (sort by any column with its header button; the bridge on each "
+            f"trust's page)</caption><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+
+
+def _hsmr_ratio(value) -> float | None:
+    number = count_value(value)
+    return None if number is None else number / 100
+
+
+def _signed_or_none(value) -> float | None:
+    number = count_value(value)
+    return None if number is None else number + 0.0   # -0.0 printed as 0.0000
+
+
+def _basket_words(value) -> tuple[object, str]:
+    code = _band_code(value)
+    return (code or None), BANDING_LABELS.get(code, "Not banded")
+
+
+def _basket_tables(run: RunTables, period: str) -> str:
+    baskets = run.baskets
+    if baskets.empty:
+        return ""
+    baskets = baskets[baskets["PERIOD"] == period]
+    if baskets.empty:
+        return ""
+    names = dict(zip(run.trusts["PROVIDER_CODE"], run.trusts["PROVIDER_NAME"], strict=False))
+    parts = [f"<h4>Baskets of diagnoses, {esc(period)}</h4><p>Each basket's deaths under both indicators, scored by "
+             "their models (banded on the exact 95% Poisson limits of its observed deaths). The trusts banded higher "
+             "than expected under either indicator:</p>"]
+    sub = ("Observed", "Expected", "Ratio", "95% interval", "Banding")
+    for basket, rows in baskets.groupby("BASKET", sort=True):
+        wide = {ind: rows[rows["INDICATOR"] == ind].set_index("PROVIDER_CODE") for ind in ("SHMI", "HSMR")}
+        codes = sorted({c for ind in wide.values() for c in ind.index[ind["BANDING"].map(_band_code) == 1]})
+        if not codes:
+            parts.append(f"<p>{esc(basket)}: no trust banded higher than expected under either indicator.</p>")
+            continue
+        body = []
+        for code in codes:
+            cells = []
+            for ind in ("SHMI", "HSMR"):
+                r = wide[ind].loc[code] if code in wide[ind].index else None
+                if r is None:
+                    cells.append('<td class="num"></td>' * 4 + band_cell(None, f"Not banded: no {ind} row"))
+                    continue
+                band, words = _basket_words(r.get("BANDING"))
+                cells.append(f"{_num(r.get('OBSERVED'))}{_num(r.get('EXPECTED'), 1)}{_num(r.get('RATIO'), 4)}"
+                             f"{_limits(r.get('LL95'), r.get('UL95'))}{band_cell(band, words)}")
+            body.append(f'<tr><td><a href="trusts/{esc(code)}.html">{esc(code)}</a></td>'
+                        f"<td>{esc(names.get(code, ''))}</td>{''.join(cells)}</tr>")
+        group_head = ('<th scope="colgroup" colspan="5">SHMI (deaths in hospital or within 30 days)</th>'
+                      '<th scope="colgroup" colspan="5">HSMR (deaths in hospital)</th>')
+        sub_head = "".join(f'<th scope="col" class="{"" if h == "Banding" else "num"}">{h}</th>' for h in sub) * 2
+        parts.append(f'<div class="scroll"><table class="basket" data-basket="{esc(basket)}"><caption>Basket '
+                     f"{esc(basket)}, {esc(period)}: trusts banded higher than expected under either indicator"
+                     '</caption><thead><tr><th scope="col" rowspan="2">Code</th><th scope="col" rowspan="2">Trust'
+                     f"</th>{group_head}</tr><tr>{sub_head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+    return "".join(parts)
+
+
+def _hsmr_section(run: RunTables, figures: PageFigures) -> str:
+    if not run.has_hsmr:
+        return ""
+    parts = ['<section id="shmi-hsmr" aria-label="SHMI and HSMR"><h2>SHMI and HSMR</h2>',
+             "<p>The HSMR (hospital standardised mortality ratio, 100 for England) counts only the deaths in "
+             "hospital, in the diagnosis groups with most of those deaths, per continuous inpatient spell across "
+             "transfers (superspell), expected from a case mix with palliative care, prior emergency admissions, "
+             "source of admission and deprivation; it is banded on the exact 95% Poisson limits of its observed "
+             "deaths. Drawn and tabled as HSMR / 100, a ratio like the SHMI. The bridge on each trust's page goes "
+             "from one indicator to the other one setting at a time.</p>"]
+    for period in run.periods:
+        rows = run.shmi_hsmr(period)
+        if not rows["IN_HSMR"].any():
+            continue
+        parts.append(f'<section class="hsmr-period" data-period="{esc(period)}" id="hsmr-{esc(period_slug(period))}" '
+                     f'aria-label="SHMI and HSMR, {esc(period)}"><h3>{esc(period)}</h3>'
+                     f"{_coverage_text(run, period)}{_hsmr_facts(rows)}{_figure(figures.hsmr_scatter.get(period))}"
+                     f"{_crosstab_table(rows, period)}{_disagree_table(rows, period)}{_basket_tables(run, period)}"
+                     "</section>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+_STEP_CAUSES = {
+    2: ("when deaths after discharge are left out",
+        "its deaths after discharge are higher, relative to those expected, than its deaths in hospital",
+        "its deaths in hospital are higher, relative to those expected, than its deaths after discharge"),
+    3: ("when only the HSMR's diagnosis groups are counted",
+        "its ratio is higher in the diagnosis groups the HSMR leaves out",
+        "its ratio is higher in the diagnosis groups the HSMR covers"),
+    4: ("when spells joined by transfers are counted as one superspell",
+        "transfers between hospitals change which deaths and which patients count as its own",
+        "transfers between hospitals change which deaths and which patients count as its own"),
+    5: ("",
+        "allowing for palliative care, prior emergency admissions, source of admission and deprivation, more of "
+        "its patients are expected to die",
+        "allowing for palliative care, prior emergency admissions, source of admission and deprivation, fewer of "
+        "its patients are expected to die"),
+}
+
+
+def bridge_sentence(rows: pd.DataFrame) -> str:
+    """The bridge of one trust (its ``shmi_vs_hsmr`` rows in one period) in one sentence: its largest step.
+
+    "Most of the difference" when that step's change is at least half of
+    the sum of the sizes of every step's change, "the largest single change"
+    otherwise; the step named in words, with the direction of its change and
+    what that says of the trust.
+    """
+    if rows.empty:
+        return "This trust has no bridge from its SHMI to its HSMR in this period."
+    ordered = rows.sort_values("STEP", kind="stable")
+    ratio = pd.to_numeric(ordered["RATIO"], errors="coerce").to_numpy()
+    change = pd.to_numeric(ordered["CHANGE"], errors="coerce")
+    largest = ordered[flag(ordered["LARGEST_CHANGE"]).to_numpy()]
+    ends = (f"this trust's SHMI ({ratio[0]:.2f}) and its HSMR / 100 ({ratio[-1]:.2f})"
+            if math.isfinite(ratio[0]) and math.isfinite(ratio[-1]) else "this trust's SHMI and its HSMR")
+    if largest.empty:
+        return (f"No step of the bridge between {ends} has a change to measure: at some step no deaths are "
+                "expected.")
+    top = largest.iloc[0]
+    step, size = int(top["STEP"]), float(pd.to_numeric(top["CHANGE"], errors="coerce"))
+    if size == 0:
+        return f"No step of the bridge changes the ratio between {ends}."
+    total = float(change.abs().sum())
+    action, falls, rises = _STEP_CAUSES.get(step, ("at this step", "", ""))
+    cause = falls if size < 0 else rises
+    moves = f"its ratio {'falls' if size < 0 else 'rises'} by {abs(size):.2f}{' ' + action if action else ''}"
+    name = str(top["STEP_NAME"]).split(" (", 1)[0]
+    lead = (f"Most of the difference between {ends} comes from step {step}: {name}"
+            if abs(size) >= 0.5 * total else f"The largest single change between {ends} is at step {step}: {name}")
+    return f"{lead} — {moves}{': ' + cause if cause else ''}."
+
+
 def index_page(run: RunTables, figures: PageFigures, *, compare_note: str = "") -> str:
     """``index.html``: the national summary per period, funnel plots, the trust table, model quality, the run."""
     run_id = run.summary.get("output", {}).get("run_id")
     head = (f"<header><h1>Summary Hospital-level Mortality Indicator</h1>"
             f"<p class=\"muted\">Periods: {esc(', '.join(run.periods))}. Run {esc(run_id)}"
             f", started {esc(when(run.summary.get('started_utc')))}.</p>"
-            '<nav aria-label="Sections"><a href="#trusts">Trusts</a><a href="#model-quality">Model quality</a>'
+            '<nav aria-label="Sections"><a href="#trusts">Trusts</a>'
+            + ('<a href="#shmi-hsmr">SHMI and HSMR</a>' if run.has_hsmr else "")
+            + '<a href="#model-quality">Model quality</a>'
             + ('<a href="#comparison">Comparison</a>' if figures.diffsum else "")
             + '<a href="#run-facts">The run</a></nav></header>')
     sections = "".join(_period_section(run, p, figures) for p in run.periods)
@@ -361,7 +608,7 @@ def index_page(run: RunTables, figures: PageFigures, *, compare_note: str = "") 
             "when its SHMI is above the upper 95% over-dispersed control limit and “lower than expected” when "
             "below the lower one; points above the 99.8% limit are the development paper's outliers.</p>"
             f'<section id="trusts" aria-label="Trusts"><h2>Trusts</h2>{_controls(run)}'
-            f"{sections}</section>"
+            f"{sections}</section>{_hsmr_section(run, figures)}"
             f"{_quality_section(run, figures)}{_diffsum_section(figures, compare_note)}{_facts_section(run)}</main>")
     return html_page("SHMI report", body)
 
@@ -433,6 +680,66 @@ def _context_table(run: RunTables, code: str, period: str) -> str:
             "percentages of deaths); blank for a rate or mean whose denominator is not published.</p>")
 
 
+def _trust_hsmr_table(run: RunTables, code: str) -> str:
+    rows = []
+    for period in run.periods:
+        both = run.shmi_hsmr(period)
+        mine = both[both["PROVIDER_CODE"] == code]
+        if mine.empty:
+            continue
+        r = mine.iloc[0].to_dict()
+        rows.append(f"<tr><td>{esc(period)}</td>{_num(r.get('SHMI'), 4)}{_shmi_band_cell(r)}"
+                    f"{_num(r.get('HSMR'), 2)}"
+                    f"{_limits(_hsmr_ratio(r.get('HSMR_LL95')), _hsmr_ratio(r.get('HSMR_UL95')))}"
+                    f"{_hsmr_band_cell(r)}{_num(r.get('HSMR_OBSERVED'))}{_num(r.get('HSMR_EXPECTED'), 1)}</tr>")
+    return ('<table class="shmi-hsmr"><caption>SHMI and HSMR by period (HSMR: 100 for England; its 95% limits '
+            'divided by 100, as ratios)</caption><thead><tr><th scope="col">Period</th>'
+            '<th scope="col" class="num">SHMI</th>'
+            '<th scope="col">SHMI banding</th><th scope="col" class="num">HSMR</th>'
+            '<th scope="col" class="num">HSMR 95% limits ÷ 100</th><th scope="col">HSMR banding</th>'
+            '<th scope="col" class="num">Deaths in hospital (HSMR)</th>'
+            f'<th scope="col" class="num">Expected (HSMR)</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+
+
+_LARGEST_ROW = ' class="largest"'
+
+
+def _bridge_table(rows: pd.DataFrame, period: str) -> str:
+    largest = flag(rows["LARGEST_CHANGE"]).to_numpy()
+    body = "".join(
+        f'<tr{_LARGEST_ROW if big else ""}><td class="num">{int(r["STEP"])}</td>'
+        f"<td>{esc(step_label(r['STEP'], r['STEP_NAME']).split('. ', 1)[-1])}</td>{_num(r.get('OBSERVED'))}"
+        f"{_num(r.get('EXPECTED'), 1)}{_num(r.get('RATIO'), 4)}{_num(_signed_or_none(r.get('CHANGE')), 4)}"
+        f"<td>{'◆ Largest change' if big else ''}</td></tr>"
+        for r, big in zip(rows.to_dict("records"), largest, strict=True))
+    return (f'<table class="bridge"><caption>From the SHMI to the HSMR, {esc(period)}: each step changes one '
+            "setting of the indicator (the ratio at step 5 is HSMR / 100)</caption><thead><tr>"
+            '<th scope="col" class="num">Step</th><th scope="col">What changes</th>'
+            '<th scope="col" class="num">Observed deaths</th><th scope="col" class="num">Expected deaths</th>'
+            '<th scope="col" class="num">Observed / expected</th><th scope="col" class="num">Change</th>'
+            f'<th scope="col">Largest change</th></tr></thead><tbody>{body}</tbody></table>')
+
+
+def _trust_hsmr_section(run: RunTables, code: str, figures: PageFigures) -> str:
+    if not run.has_hsmr:
+        return ""
+    period = run.main_period
+    bridge = run.bridge_rows(code, period)
+    parts = ['<section id="shmi-hsmr" aria-label="SHMI and HSMR"><h2>SHMI and HSMR</h2>',
+             _trust_hsmr_table(run, code)]
+    if len(bridge):
+        parts.append(f"<h3>From the SHMI to the HSMR, {esc(period)}</h3>"
+                     f'<p class="bridge-sentence">{esc(bridge_sentence(bridge))}</p>'
+                     f"{_figure(figures.bridge.get(code), '../')}{_bridge_table(bridge, period)}")
+    else:
+        parts.append(f"<p>This trust has no bridge from its SHMI to its HSMR in {esc(period)}.</p>")
+    scatter = figures.trust_scatter.get(code)
+    if scatter is not None:
+        parts.append(f"<h3>Beside the other trusts, {esc(period)}</h3>{_figure(scatter, '../')}")
+    parts.append("</section>")
+    return "".join(parts)
+
+
 def trust_page(run: RunTables, code: str, figures: PageFigures, *, drill: pd.DataFrame | None = None,
                drill_super: pd.DataFrame | None = None) -> str:
     """``trusts/<code>.html``: the trust's SHMI by period, trend, drill-down and contextual indicators."""
@@ -449,7 +756,7 @@ def trust_page(run: RunTables, code: str, figures: PageFigures, *, drill: pd.Dat
     body = (f'<header><p><a href="../index.html">← All trusts</a></p><h1>{esc(name)} ({esc(code)})</h1>'
             f'<p class="muted">{where}</p></header><main>{_suppression_note(run)}'
             f"<h2>SHMI by period</h2>{_trust_periods_table(rows)}{trend_html}"
-            f"{_figure(figures.trust_funnel.get(code), '../')}"
+            f"{_figure(figures.trust_funnel.get(code), '../')}{_trust_hsmr_section(run, code, figures)}"
             f"<h2>Diagnosis groups, {esc(period)}</h2>"
             "<p>Observed minus expected deaths by diagnosis group: the largest contributors to any excess first. "
             "Observed / expected with the exact 95% Poisson interval of the observed deaths.</p>"

@@ -7,6 +7,8 @@ Modules, in import order (each imports only those above it):
 * :mod:`.casemix` — per-trust case-mix profiles (age, elective work, coding depth, diagnosis mix,
   deprivation, palliative coding) and the draw of a patient's home trust given the patient's age.
 * :mod:`.dates` — day offsets → dates, months, financial years.
+* :mod:`.hsmr` — what the HSMR needs: transfers between trusts, palliative care rising with the risk,
+  emergency admissions in the year before raising it, a trust with excess deaths after discharge only.
 * :mod:`.spells` — the spell table: kinds of spell and the columns of a spell.
 * :mod:`.world` — the world's parameters and the draft (uncalibrated) world; the death model (METHOD.md §5).
 * :mod:`.patients` — analysis admissions of fresh patients and their planted outcomes.

@@ -11,7 +11,12 @@ method on every pilot spell weighted by its probability of the value missing,
 which depends on the true value: :class:`_MissingCells`), the deprivation-fifth
 model to Table 3's shares and rates, and the Table 4 outliers get an excess
 log-odds large enough to be flagged above the 99.8% limit at the world's size
-and the trust's case mix (METHOD.md §6).  The pilots are drawn with the
+and the trust's case mix (METHOD.md §6); the post-discharge trust of
+:mod:`.hsmr` gets its excess the same way, and the distribution of prior
+emergency admissions by age band (which :mod:`.hsmr` averages over) is taken
+from the pilot.  Last, the death rates are raked once more (a few passes) with
+the planted excess deaths in, as the paper's national rates hold its
+outliers' deaths.  The pilots are drawn with the
 trusts' case-mix profiles (:mod:`.casemix`), so the national tables hold
 however much the trusts differ.  The published figures are in :mod:`.paper`.
 """
@@ -22,6 +27,7 @@ from datetime import date
 
 import numpy as np
 
+from shmi_spark.synth.hsmr import POST_DISCHARGE_MAX_RATIO, PRIOR_EMERGENCY_CAP, pick_post_discharge_trust
 from shmi_spark.synth.numeric import logit, seed_sequence, sigmoid
 from shmi_spark.synth.paper import (
     FULL_SCALE,
@@ -31,7 +37,7 @@ from shmi_spark.synth.paper import (
     TABLE2_BANDS,
     calibration_targets,
 )
-from shmi_spark.synth.patients import admimeth_missing_p, age_missing_p, pilot_spells
+from shmi_spark.synth.patients import admimeth_missing_p, age_missing_p, pilot_spells, plant_outcomes, refresh_log_odds
 from shmi_spark.synth.world import (
     AGE_UNKNOWN,
     World,
@@ -74,6 +80,11 @@ def calibrate(world: World, pilot: int) -> None:
     p_death = sigmoid(linear_predictor(world, spells))
     _fit_deprivation(world, spells, p_death)
     _plant_outliers(world, spells, p_death)
+    _plant_post_discharge(world, spells, p_death)
+    # the paper's national rates hold its outliers' deaths: rake once more with the planted excess in
+    year = np.clip(spells["fy"] - 2005, 0, 5)
+    _rake_death_rates(world, spells, iterations=10, extra=world.post_discharge[spells["acute_position"], year])
+    _prior_emergency_mix(world, spells)
     world.params["calibration"] = {
         "pilot_spells": int(len(p_death)), "pilot_pct_died": float(100 * p_death.mean()),
         "charlson_a": world.charlson_a, "charlson_b": world.charlson_b}
@@ -127,12 +138,14 @@ def _boost_small_groups(world: World, spells: dict, pilot: int) -> dict:
     return spells
 
 
-def _rake_death_rates(world: World, spells: dict) -> None:
+def _rake_death_rates(world: World, spells: dict, iterations: int = 40, extra: np.ndarray | float = 0.0) -> None:
     """Rake the shared effects of AGE (Table 2 bands), SEX, ADMIMETH, CHARLSON to the published rates.
 
     The two cells of missing values (age unknown, admission method unknown) are
     raked on every pilot spell weighted by its probability of having the value
     missing (:func:`_rake_missing`), not on the few pilot spells that do.
+    ``extra``: log-odds added to each pilot spell's besides the model's (the
+    post-discharge trust's excess, once planted).
     """
     targets = calibration_targets()
     table2 = targets[targets.table == "T2"]
@@ -142,23 +155,23 @@ def _rake_death_rates(world: World, spells: dict) -> None:
         age_rate[i] = rows.deaths.sum() / rows.admissions.sum()
     shared = world.shared
     table2_band = TABLE2_BAND_OF_AGE_BAND[spells["age_band"]]
-    missing = _MissingCells(world, spells)
-    for _ in range(40):
-        p_death = sigmoid(linear_predictor(world, spells))
+    missing = _MissingCells(world, spells, extra)
+    for _ in range(iterations):
+        p_death = sigmoid(linear_predictor(world, spells) + extra)
         for i in range(11):
             cell = table2_band == i
             if cell.any():
                 shared["AGE_BAND"][TABLE2_BANDS[TABLE2_BAND_NAMES[i]]] += 0.8 * (
                     logit(age_rate[i]) - logit(p_death[cell].mean()))
-        p_death = sigmoid(linear_predictor(world, spells))
+        p_death = sigmoid(linear_predictor(world, spells) + extra)
         for sex in range(2):
             cell = spells["sex"] == sex
             shared["SEX_CAT"][sex] += 0.8 * (logit(_SEX_RATE[sex]) - logit(p_death[cell].mean()))
-        p_death = sigmoid(linear_predictor(world, spells))
+        p_death = sigmoid(linear_predictor(world, spells) + extra)
         for method in range(2):
             cell = spells["admimeth"] == method
             shared["ADMIMETH_CAT"][method] += 0.8 * (logit(_ADMIMETH_RATE[method]) - logit(p_death[cell].mean()))
-        p_death = sigmoid(linear_predictor(world, spells))
+        p_death = sigmoid(linear_predictor(world, spells) + extra)
         for band in range(3):
             cell = spells["charlson"] == band
             shared["CHARLSON_BAND"][band] += 0.8 * (logit(_CHARLSON_RATE[band]) - logit(p_death[cell].mean()))
@@ -188,8 +201,8 @@ class _MissingCells:
       (0.26%) six times as often as emergencies (0.04%).
     """
 
-    def __init__(self, world: World, spells: dict):
-        self.world, self.spells = world, spells
+    def __init__(self, world: World, spells: dict, extra: np.ndarray | float = 0.0):
+        self.world, self.spells, self.extra = world, spells, extra
         self.sex = spells["sex_true"]
         self.observed_sex = spells["sex"]
         targets = calibration_targets()
@@ -222,7 +235,7 @@ class _MissingCells:
     def rake(self) -> None:
         """One pass: the women's slope (bisection), the unknown-age effect and the unknown-method effect."""
         world, shared = self.world, self.world.shared
-        p_unknown = sigmoid(linear_predictor(world, self.age_unknown))
+        p_unknown = sigmoid(linear_predictor(world, self.age_unknown) + self.extra)
         men, women = self.observed_sex == 0, self.observed_sex == 1
         rate_men = p_unknown[men].mean()  # men's ages go missing whatever their age
         want = logit(rate_men) + logit(self.rate[1]) - logit(self.rate[0])
@@ -239,7 +252,7 @@ class _MissingCells:
         weight = age_missing_p(world, self.sex, self.spells["age_years"])
         pooled = (weight * p_unknown).sum() / weight.sum()
         shared["AGE_BAND"][AGE_UNKNOWN] += 0.8 * (logit(self.pooled) - logit(pooled))
-        p_method = sigmoid(linear_predictor(world, self.admimeth_unknown))
+        p_method = sigmoid(linear_predictor(world, self.admimeth_unknown) + self.extra)
         rate = (self.admimeth_weight * p_method).sum() / self.admimeth_weight.sum()
         shared["ADMIMETH_CAT"][2] += 0.8 * (logit(_ADMIMETH_RATE[2]) - logit(rate))
 
@@ -297,6 +310,55 @@ def _plant_outliers(world: World, spells: dict, p_death: np.ndarray) -> None:
         for year in years:
             world.excess[at, year - 2005] = log_or
     world.trust_year = world.trust_year + world.excess
+
+
+def _prior_emergency_mix(world: World, spells: dict) -> None:
+    """P(0, 1, 2, 3+ emergency admissions in the year before | age band) on the pilot (:mod:`.hsmr` rule 3:
+    what :func:`.hsmr.marginal_shift` averages over), each band shrunk towards the whole pilot's by 5 spells.
+
+    The pilot's deaths drawn under the calibrated world first: a death ends a person, and the admissions
+    before it no longer count for the patient's later spells.
+    """
+    outcome = dict(spells)
+    refresh_log_odds(world, outcome)
+    plant_outcomes(world, np.random.default_rng(seed_sequence(world.seed, 6)), outcome)
+    count = np.minimum(outcome["prior_emergency"], PRIOR_EMERGENCY_CAP)
+    table = np.zeros((world.prior_p.shape[0], PRIOR_EMERGENCY_CAP + 1))
+    np.add.at(table, (outcome["age_band_true"], count), 1.0)
+    overall = table.sum(0) / table.sum()
+    world.prior_p = (table + 5.0 * overall) / (table.sum(1, keepdims=True) + 5.0)
+
+
+def _plant_post_discharge(world: World, spells: dict, p_death: np.ndarray) -> None:
+    """The post-discharge trust (:mod:`.hsmr` rule 4): an excess whose deaths all come after discharge.
+
+    The trust: :func:`.hsmr.pick_post_discharge_trust`, by the trusts' death
+    rates on the pilot.  As for Table 4's outliers, ``need`` = the 99.8% limit's
+    half-width in log-SHMI plus 2 standard errors at the trust's expected deaths
+    a year (its share of the admissions times its death rate on the pilot, at
+    the world's size), here kept within 0.30 and log
+    :data:`.hsmr.POST_DISCHARGE_MAX_RATIO`; the log-odds excess is the one that
+    raises the trust's pilot deaths by the factor exp(need).  Planted in every
+    financial year of the window.
+    """
+    acute = world.trusts.index[world.trusts.TYPE == "acute"].to_numpy()
+    size = world.trusts.SIZE.to_numpy()[acute]
+    position = spells["acute_position"]
+    count = np.bincount(position, minlength=len(acute))
+    rate = np.bincount(position, weights=p_death, minlength=len(acute)) / np.maximum(count, 1)
+    at = pick_post_discharge_trust(size, world.outlier_positions, np.where(count > 0, rate, 0.0))
+    world.post_discharge_position = at
+    world.params["post_discharge_trust"] = str(world.trusts.PROCODE3.iloc[acute[at]])
+    expected = max(size[at] / size.sum() * rate[at] * world.n / 5.5, 1.0)
+    need = _Z_998 * np.sqrt(1.0 / expected + _TAU ** 2) + 2.0 * np.sqrt(1.0 / expected)
+    log_ratio = float(np.clip(need, 0.30, np.log(POST_DISCHARGE_MAX_RATIO)))
+    log_or = _log_odds_for_ratio(logit(p_death[position == at]), log_ratio)
+    first, last = world.start.year - (world.start.month < 4), world.end.year - (world.end.month < 4)
+    for year in range(max(first, 2005), min(last, 2010) + 1):
+        world.post_discharge[at, year - 2005] = log_or
+    world.params["post_discharge"] = {"trust": world.params["post_discharge_trust"], "log_or": log_or,
+                                      "target_ratio": round(float(np.exp(log_ratio)), 4),
+                                      "expected_deaths_per_year": round(expected, 2)}
 
 
 def _log_odds_for_ratio(eta: np.ndarray, log_ratio: float) -> float:

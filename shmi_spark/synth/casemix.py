@@ -19,9 +19,10 @@ death rate: 0.81 in 2007/08).  A :class:`TrustProfiles` holds, per acute trust
   groups' log-odds of death;
 * ``deprivation`` — tilt of the deprivation-fifth mix towards the most deprived
   fifth, per fifth;
-* ``palliative`` — log of the factor on the trust's rate of palliative-care coding
-  (Z51.5, treatment specialty 315) — a contextual indicator (METHOD.md §7), not
-  part of the death model.
+* ``palliative`` — shift of the log-odds of a spell being palliative (coded Z51.5
+  and/or treatment specialty 315: :mod:`.hsmr` rule 2) — a contextual indicator
+  (METHOD.md §7) and a term of the HSMR's case mix; a palliative spell's risk
+  of death is higher (:data:`.hsmr.PALLIATIVE_LOG_OR`).
 
 The tilts are drawn from their own random stream so that the rest of the world
 (trust effects, planted outliers, the death model) is drawn as before.  The
@@ -38,11 +39,14 @@ import numpy as np
 __all__ = ["TrustProfiles", "PROFILE_SD", "TEACHING_SHIFT", "draw_profiles", "home_trust_cdf", "PATIENT_BAND_MID_AGE"]
 
 #: SD of each tilt across trusts (the scale of the case-mix differences).  Tuned so that the R² across
-#: trusts of crude on case-mix expected death rate is about 0.8 in a world of 1M admissions (0.72-0.88 in
-#: every year over seeds 1, 2, 3, 5, 7); the case-mix-expected rates of the trusts then range ~1.5-7.5%
-#: (coefficient of variation ~0.3).  At full scale, where a trust-year's deaths are 36 times as many, the
-#: binomial noise is smaller and the R² higher (~0.93-0.97).
-PROFILE_SD = {"age": 0.33, "elective": 0.36, "charlson": 0.27, "severity": 0.17, "deprivation": 0.30,
+#: trusts of crude on case-mix expected death rate is about 0.8 in a world of 1M admissions (0.73-0.85 in
+#: every year over seeds 1, 2, 3, 5; 0.75-0.88 without the post-discharge trust of :mod:`.hsmr`); the
+#: case-mix-expected rates of the trusts then range ~1.4-7.7% (coefficient of variation ~0.3).  At full
+#: scale, where a trust-year's deaths are 36 times as many, the binomial noise is smaller and the R² higher
+#: (~0.93-0.97).  (Raised by a tenth — age, elective, Charlson, severity — when the transfers of
+#: :mod:`.hsmr` came: a transfer takes a sick patient to another trust of the region, which narrowed the
+#: spread of the expected rates by a tenth.)
+PROFILE_SD = {"age": 0.363, "elective": 0.396, "charlson": 0.297, "severity": 0.187, "deprivation": 0.30,
               "palliative": 0.6}
 #: shift of each tilt at a teaching trust (large, urban: younger, more elective and complex work,
 #: deeper coding, more deprived)
@@ -61,7 +65,7 @@ class TrustProfiles:
     charlson: np.ndarray      # (T,) shift of the log-odds of a Charlson band above 0
     severity: np.ndarray      # (T,) tilt of the group mix per SD of the groups' log-odds of death
     deprivation: np.ndarray   # (T,) tilt of the deprivation mix per fifth (towards the most deprived)
-    palliative: np.ndarray    # (T,) log factor on the rate of palliative-care coding
+    palliative: np.ndarray    # (T,) shift of the log-odds of palliative care (hsmr rule 2)
 
     @classmethod
     def flat(cls, n: int) -> TrustProfiles:

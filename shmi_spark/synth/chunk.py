@@ -41,7 +41,8 @@ __all__ = ["EXTRA_RATES", "ANALYSIS_ONLY", "build_chunk"]
 EXTRA_RATES = {DAY_CASE: 0.055, REGULAR: 0.022, NON_ACUTE: 0.04, STILLBIRTH: 0.0008,
                IN_HOSPITAL: 0.004, UNFINISHED: 0.0006}
 #: columns of the analysis spells only (the first ``n_analysis`` rows of the table)
-ANALYSIS_ONLY = ("p_death", "p_casemix", "late_death", "readmitted_30d", "charlson", "age_band", "imd_fifth")
+ANALYSIS_ONLY = ("p_death", "p_casemix", "late_death", "readmitted_30d", "charlson", "age_band", "imd_fifth",
+                 "prior_emergency", "post_discharge_excess")
 #: CLASSPAT vocabulary indices (see episodes.FIELD_VALUES): "2" day case, "5" mother and baby
 _CLASSPAT_DAY_CASE, _CLASSPAT_MOTHER_BABY = 1, 4
 
@@ -102,7 +103,10 @@ def _analysis_block(world: World, rng, admissions: dict) -> dict:
         "last_epistat": np.full(n, 3), "transfer_in": admissions["transfer_in"],
         "transfer_out": admissions["transfer_out"], "birth": admissions["birth"], "junk": np.zeros(n, np.int64),
         "ons": ons}
-    for key in ("p_death", "p_casemix", "late_death", "readmitted_30d", "charlson", "age_band"):
+    for key in ("emergency", "admimeth_transfer", "admisorc_transfer", "disdest_transfer", "palliative"):
+        analysis[key] = admissions[key]
+    for key in ("p_death", "p_casemix", "late_death", "readmitted_30d", "charlson", "age_band", "prior_emergency",
+                "post_discharge_excess"):
         analysis[key] = admissions[key]
     analysis["imd_fifth"] = imd
     return analysis

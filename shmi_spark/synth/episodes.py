@@ -38,6 +38,7 @@ from shmi_spark.synth.dirty import (
     per_kind,
     plant_invalid_codes,
 )
+from shmi_spark.synth.hsmr import EMERGENCY_SHARE, PALLIATIVE_CODE_SPLIT
 from shmi_spark.synth.numeric import position_in_segment, segment_starts
 from shmi_spark.synth.spells import ANALYSIS, STILLBIRTH
 from shmi_spark.synth.world import World
@@ -270,21 +271,31 @@ def _sex(rng, spells: dict) -> np.ndarray:
 
 
 def _admission(rng, world: World, spells: dict):
-    """ADMIMETH and ADMISORC indices of each spell, agreeing with its admission method and kind."""
+    """ADMIMETH and ADMISORC indices of each spell, agreeing with its admission method and kind.
+
+    Non-elective: maternity 31/32, births 82/83, ADMIMETH 81 where the spell
+    table says so (``admimeth_transfer``), an emergency method 21–28 where it says
+    ``emergency`` (analysis spells; the other kinds: :data:`.hsmr.EMERGENCY_SHARE`
+    of the rest), else 84, 89 or 98.  ADMISORC 49–53 where ``admisorc_transfer``.
+    """
     n = len(spells["kind"])
     admimeth = spells["admimeth"]
     elective = _pick(rng, n, [0, 1, 2], [0.55, 0.25, 0.2])
-    emergency = _pick(rng, n, [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 18, 19, 20],
-                      [55, 18, 2, 3, 1, 3, 2, 1, 1, 8, 1, 1, 0.5])
+    emergency_code = _pick(rng, n, [3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [55, 18, 2, 3, 1, 3, 2, 1, 1, 8])
+    other_code = _pick(rng, n, [18, 19, 20], [1, 1, 0.5])
     unknown = _pick(rng, n, [21, 22, -1], [0.5, 0.3, 0.2])
-    method = np.where(admimeth == 0, elective, np.where(admimeth == 1, emergency, unknown))
     non_elective = admimeth == 1
-    method = np.where(non_elective & world.maternity[spells["group"]],
-                      np.where(rng.random(n) < 0.7, 13, 14), method)
+    maternity = world.maternity[spells["group"]]
+    generic = non_elective & ~maternity & ~spells["birth"] & ~spells["admimeth_transfer"]
+    emergency = np.where(spells["kind"] == ANALYSIS, spells["emergency"],
+                         generic & (rng.random(n) < EMERGENCY_SHARE))
+    method = np.where(admimeth == 0, elective,
+                      np.where(non_elective, np.where(emergency, emergency_code, other_code), unknown))
+    method = np.where(non_elective & maternity, np.where(rng.random(n) < 0.7, 13, 14), method)
     method = np.where(non_elective & spells["birth"], np.where(rng.random(n) < 0.9, 16, 17), method)
-    method = np.where(non_elective & spells["transfer_in"], _ADMIMETH_TRANSFER, method)
+    method = np.where(non_elective & spells["admimeth_transfer"], _ADMIMETH_TRANSFER, method)
     old = (spells["adm_day"] - spells["dob_day"]) > 80 * 365
-    source = np.where(spells["transfer_in"], _pick(rng, n, [3, 4, 5, 6, 7], [1, 1, 6, 1, 1]),
+    source = np.where(spells["admisorc_transfer"], _pick(rng, n, [3, 4, 5, 6, 7], [1, 1, 6, 1, 1]),
                       np.where(spells["birth"], _ADMISORC_BIRTH, np.where(old & (rng.random(n) < 0.12), 8, 0)))
     return method, source, old
 
@@ -297,7 +308,7 @@ def _discharge(rng, spells: dict, episodes: _Episodes, still_open, open_end, old
     dismeth_middle = _pick(rng, episodes.n, [5, 6, -1, 7], [0.85, 0.05, 0.07, 0.03])
     method = np.where(episodes.last, dismeth_last[episodes.spell], dismeth_middle)
     method = np.where(open_end | (episodes.last & still_open), _DISMETH_NOT_APPLICABLE, method)
-    destination_last = np.where(spells["transfer_out"], _pick(rng, n, [2, 3, 4, 5, 6], [1, 1, 6, 1, 1]),
+    destination_last = np.where(spells["disdest_transfer"], _pick(rng, n, [2, 3, 4, 5, 6], [1, 1, 6, 1, 1]),
                                 np.where(dismeth == 4, _DISDEST_DIED, np.where(dismeth == 5, _DISDEST_DIED,
                                          np.where(old & (rng.random(n) < 0.1), 7, 0))))
     destination = np.where(episodes.last & ~still_open, destination_last[episodes.spell], _DISDEST_NOT_APPLICABLE)
@@ -310,8 +321,17 @@ def _imd_decile(rng, spells: dict) -> np.ndarray:
     return np.where(imd >= 5, -1, 2 * (4 - imd) + (rng.random(len(imd)) < 0.5))
 
 
-def _treatment_specialty(rng, world: World, spells: dict, episodes: _Episodes, age_at_admission):
-    """TRETSPEF index of each episode, and which spells are palliative (315 on the last episode)."""
+def _palliative_codes(rng, spells: dict):
+    """Which spells carry Z51.5, which TRETSPEF 315: every palliative spell one or both
+    (:data:`.hsmr.PALLIATIVE_CODE_SPLIT`), no other spell either."""
+    u = rng.random(len(spells["kind"]))
+    z515_only, both, _ = PALLIATIVE_CODE_SPLIT
+    palliative = spells["palliative"]
+    return palliative & (u < z515_only + both), palliative & (u >= z515_only)
+
+
+def _treatment_specialty(rng, world: World, spells: dict, episodes: _Episodes, age_at_admission, palliative):
+    """TRETSPEF index of each episode: 315 on the last episode of the spells ``palliative`` says."""
     n = len(spells["kind"])
     age = age_at_admission
     maternity = world.maternity[spells["group"]]
@@ -322,11 +342,7 @@ def _treatment_specialty(rng, world: World, spells: dict, episodes: _Episodes, a
     specialty = by_spell[episodes.spell]
     specialty = np.where(~episodes.first & (rng.random(episodes.n) < 0.3),
                          _pick(rng, episodes.n, [0, 1, 5, 3, 4], [3, 2, 2, 1, 1]), specialty)
-    factor = world.palliative_factor()[spells["trust"]]  # the trust's palliative-coding practice
-    palliative = spells["died"] & (rng.random(n) < np.minimum((0.06 + 0.10 * (age > 75)) * factor, 0.9))
-    palliative |= ~spells["died"] & (rng.random(n) < 0.001 * factor)
-    specialty = np.where(episodes.last & palliative[episodes.spell], _TRETSPEF_PALLIATIVE, specialty)
-    return specialty, palliative
+    return np.where(episodes.last & palliative[episodes.spell], _TRETSPEF_PALLIATIVE, specialty)
 
 
 def _primary_diagnoses(rng, world: World, voc: Vocabularies, spells: dict, episodes: _Episodes):
@@ -349,11 +365,12 @@ def _primary_diagnoses(rng, world: World, voc: Vocabularies, spells: dict, episo
     return np.where(episodes.first, primary[episodes.spell], later[episodes.spell]), symptom
 
 
-def _secondary_diagnoses(rng, voc: Vocabularies, spells: dict, age_at_admission, palliative_factor):
-    """Secondaries of each spell's first episode (spells, 19): Charlson codes, Z51.5, fillers, shuffled.
+def _secondary_diagnoses(rng, voc: Vocabularies, spells: dict, age_at_admission, z515):
+    """Secondaries of each spell's first episode (spells, 19): Charlson codes, Z51.5 (the spells ``z515``
+    says), fillers, shuffled.
 
-    Returns the codes, how many there are, the spells with a second code of a
-    condition and the spells with Z51.5.
+    Returns the codes, how many there are and the spells with a second code of a
+    condition.  At most 19 codes: no code is ever dropped.
     """
     n = len(spells["kind"])
     conditions = spells["conditions"]
@@ -368,10 +385,7 @@ def _secondary_diagnoses(rng, voc: Vocabularies, spells: dict, age_at_admission,
     second_code = np.where(second, codes.at(first_condition, (rng.random(n) * codes.length[first_condition])
                                             .astype(np.int64)), -1)
     age = age_at_admission
-    factor = palliative_factor[spells["trust"]]  # the trust's palliative-coding practice
-    z515 = np.where(spells["died"], rng.random(n) < np.minimum((0.08 + 0.25 * (age > 70)) * factor, 0.9),
-                    rng.random(n) < 0.002 * factor)
-    n_filler = rng.poisson(0.6 + 3.6 * np.clip(age / 85.0, 0, 1.1))
+    n_filler = np.minimum(rng.poisson(0.6 + 3.6 * np.clip(age / 85.0, 0, 1.1)), 14)  # 3 + 1 + 1 + 14 = 19
     filler = voc.filler[rng.integers(0, len(voc.filler), (n, 19))]
     filler = np.where(np.arange(19)[None, :] < n_filler[:, None], filler, -1)
     secondary = np.concatenate([charlson, second_code[:, None], np.where(z515, voc.z515, -1)[:, None], filler],
@@ -380,16 +394,15 @@ def _secondary_diagnoses(rng, voc: Vocabularies, spells: dict, age_at_admission,
     key = np.where(secondary >= 0, rng.random(secondary.shape), 2.0)
     order = np.argsort(key, axis=1, kind="stable")
     secondary = np.take_along_axis(secondary, order, axis=1)[:, :19]
-    return secondary, (secondary >= 0).sum(1), second, z515
+    return secondary, (secondary >= 0).sum(1), second
 
 
-def _diagnoses(rng, world: World, voc: Vocabularies, spells: dict, episodes: _Episodes, age_at_admission):
+def _diagnoses(rng, world: World, voc: Vocabularies, spells: dict, episodes: _Episodes, age_at_admission, z515):
     """DIAG_4_01..20 code indices of each episode (dirty spellings planted), and counts for ``info``."""
     primary, symptom = _primary_diagnoses(rng, world, voc, spells, episodes)
     diagnoses = np.full((episodes.n, 20), -1, np.int64)
     diagnoses[:, 0] = primary
-    secondary, n_secondary, second, z515 = _secondary_diagnoses(rng, voc, spells, age_at_admission,
-                                                                world.palliative_factor())
+    secondary, n_secondary, second = _secondary_diagnoses(rng, voc, spells, age_at_admission, z515)
     # later episodes repeat part of the first episode's secondaries (plus, sometimes, a new Charlson code)
     diagnoses[:, 1:] = secondary[episodes.spell]
     keep = np.where(episodes.first, 19, rng.integers(0, 19, episodes.n))
@@ -476,8 +489,9 @@ def build_episodes(world: World, voc: Vocabularies, spells: dict, rng: np.random
     birweit = np.where(grams >= 350, (np.clip(grams, 350, 6200) - 350) // 5, -1)
     birweit = np.where(episodes.first, birweit[spell], -1)
     age_at_admission = (spells["adm_day"] - spells["dob_day"]) / 365.25
-    specialty, palliative = _treatment_specialty(rng, world, spells, episodes, age_at_admission)
-    diagnoses, counts = _diagnoses(rng, world, voc, spells, episodes, age_at_admission)
+    z515, palliative = _palliative_codes(rng, spells)
+    specialty = _treatment_specialty(rng, world, spells, episodes, age_at_admission, palliative)
+    diagnoses, counts = _diagnoses(rng, world, voc, spells, episodes, age_at_admission, z515)
     junk = spells["junk"][spell]
     procode = spells["trust"][spell].copy()
     _malform(rng, voc, junk, dates, procode)

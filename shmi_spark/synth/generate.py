@@ -22,12 +22,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from shmi_spark.hes.levels import AGE_LEVELS
 from shmi_spark.synth import truth
 from shmi_spark.synth.calibrate import build_world
 from shmi_spark.synth.chunk import EXTRA_RATES, build_chunk
 from shmi_spark.synth.dates import DATE_PAD
 from shmi_spark.synth.dirty import INVALID_CODES, JUNK_KINDS, per_kind
 from shmi_spark.synth.episodes import Vocabularies, build_episodes, hes_ids
+from shmi_spark.synth.hsmr import rules as hsmr_rules
 from shmi_spark.synth.numeric import seed_sequence
 from shmi_spark.synth.spells import (
     DAY_CASE,
@@ -98,6 +100,7 @@ def _chunk_counts(world: World, spells: dict, info: dict, link: dict) -> dict:
         "classpat5_analysis": int((spells["classpat"][analysis] == 4).sum()),
         "maternity_analysis": int(world.maternity[spells["group"][analysis]].sum()),
         "invalid_primary_analysis": int((spells["group"][analysis] == 0).sum()),
+        "hsmr": truth.hsmr_counts(spells),
     }
 
 
@@ -210,12 +213,56 @@ def _write_truth_tables(world: World, folder: Path, aggregates: dict) -> tuple[p
         world.trusts.SIZE.to_numpy()[world.trusts.TYPE.to_numpy() == "acute"], 1),
         **world.profiles.as_frame_columns()})
     profiles.to_csv(folder / "trust_profiles.csv", index=False, lineterminator="\n")
+    hsmr = _trust_year_hsmr(world, aggregates)
+    hsmr.to_csv(folder / "trust_year_hsmr.csv", index=False, lineterminator="\n")
+    planted = _planted_post_discharge(world, aggregates)
+    planted.to_csv(folder / "planted_post_discharge.csv", index=False, lineterminator="\n")
     calibration = truth.calibration_frame(aggregates["cal_spells"], aggregates["cal_deaths"])
     calibration.to_csv(folder / "calibration_counts.csv", index=False, lineterminator="\n")
     groups = pd.DataFrame({"DIAG_GROUP": world.group_ids, "SPELLS": aggregates["g_spells"].astype(np.int64),
                            "DEATHS": aggregates["g_deaths"].astype(np.int64)})
     groups.to_csv(folder / "group_counts.csv", index=False, lineterminator="\n")
     return outliers, calibration
+
+
+def _trust_year_hsmr(world: World, aggregates: dict) -> pd.DataFrame:
+    """truth/trust_year_hsmr.csv: per acute trust-year with spells (by discharge), what :mod:`.hsmr` planted.
+
+    SPELLS, DEATHS (METHOD.md §3), DEATHS_IN_HOSPITAL (of those, DISMETH 4 or the date of death on or
+    before discharge), PALLIATIVE_SPELLS, TRANSFERS_OUT (spells continued by a transfer), TRANSFERS_IN
+    (spells continuing one), CHAINS_FIRST (first spells of a transfer chain), POST_DISCHARGE_EXCESS (deaths
+    the post-discharge trust's excess added).
+    """
+    acute = world.trusts[world.trusts.TYPE == "acute"].PROCODE3.to_numpy()
+    frame = pd.DataFrame({"PROCODE3": np.repeat(acute, 6), "DIS_FYEAR": np.tile(np.arange(2005, 2011), len(acute)),
+                          "SPELLS": aggregates["ty_spells"].astype(np.int64),
+                          "DEATHS": aggregates["ty_deaths"].astype(np.int64),
+                          "DEATHS_IN_HOSPITAL": aggregates["ty_in_hospital"],
+                          "PALLIATIVE_SPELLS": aggregates["ty_palliative"],
+                          "TRANSFERS_OUT": aggregates["ty_transfer_out"], "TRANSFERS_IN": aggregates["ty_transfer_in"],
+                          "CHAINS_FIRST": aggregates["ty_chain_first"],
+                          "POST_DISCHARGE_EXCESS": aggregates["ty_excess"]})
+    return frame[frame.SPELLS > 0].sort_values(["PROCODE3", "DIS_FYEAR"]).reset_index(drop=True)
+
+
+def _planted_post_discharge(world: World, aggregates: dict) -> pd.DataFrame:
+    """truth/planted_post_discharge.csv: the post-discharge trust (:mod:`.hsmr` rule 4) in each year planted.
+
+    PROCODE3, DIS_FYEAR, LOG_OR (the excess), SPELLS, DEATHS, DEATHS_IN_HOSPITAL, EXPECTED (case-mix expected
+    deaths: the model without trust effects), EXCESS_DEATHS (the deaths the excess added, all 1-30 days after
+    discharge).
+    """
+    acute = world.trusts[world.trusts.TYPE == "acute"].PROCODE3.to_numpy()
+    at = world.post_discharge_position
+    years = np.nonzero(world.post_discharge[at])[0]
+    rows = at * 6 + years
+    return pd.DataFrame({"PROCODE3": acute[at], "DIS_FYEAR": 2005 + years,
+                         "LOG_OR": np.round(world.post_discharge[at, years], 6),
+                         "SPELLS": aggregates["ty_spells"][rows].astype(np.int64),
+                         "DEATHS": aggregates["ty_deaths"][rows].astype(np.int64),
+                         "DEATHS_IN_HOSPITAL": aggregates["ty_in_hospital"][rows],
+                         "EXPECTED": np.round(aggregates["ty_expected"][rows], 3),
+                         "EXCESS_DEATHS": aggregates["ty_excess"][rows]})
 
 
 def _summary(world: World, n: int, n_chunks: int, aggregates: dict, counts: dict) -> dict:
@@ -259,6 +306,8 @@ def _summary(world: World, n: int, n_chunks: int, aggregates: dict, counts: dict
         "mean_secondary_diagnoses": round(counts["secondary_sum"] / n, 3),
         "diag_groups": int(len(world.group_ids) - 1), "acute_trusts": world.n_acute,
         "rule_vs_plan_mismatches": {"included": counts["mismatch_included"], "died": counts["mismatch_died"]},
+        # what synth/hsmr.py planted (its rules: params.json "hsmr")
+        "hsmr": dict(counts["hsmr"], post_discharge_trust=world.params["post_discharge_trust"]),
     }
 
 
@@ -276,7 +325,11 @@ def _params(world: World, n: int, outliers: pd.DataFrame) -> dict:
                   invalid_code_values=INVALID_CODES,
                   group_elective_share=dict(zip(map(int, world.group_ids), np.round(world.elective_p, 6),
                                                 strict=True)),
-                  outliers=outliers.to_dict("records"))
+                  outliers=outliers.to_dict("records"),
+                  hsmr=hsmr_rules())
+    params["hsmr"]["post_discharge"].update(params.pop("post_discharge", {}))
+    params["hsmr"]["prior_emergency"]["p_by_age_band"] = dict(zip(AGE_LEVELS[:len(world.prior_p)],
+                                                                  np.round(world.prior_p, 6), strict=True))
     return params
 
 

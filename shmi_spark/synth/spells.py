@@ -42,7 +42,11 @@ def blank_spells(n: int, **columns) -> dict:
     ``dismeth_last`` (DISMETH of the last episode), ``n_episodes``,
     ``last_epistat``, ``transfer_in``, ``transfer_out``, ``birth``, ``junk``
     (1 + index of :data:`shmi_spark.synth.dirty.JUNK_KINDS`, 0 clean), ``ons``
-    (has an ONS registration).
+    (has an ONS registration); the codes of :mod:`.hsmr`: ``emergency`` (an
+    emergency ADMIMETH, 21–28: analysis spells; the other kinds draw theirs in
+    :mod:`.episodes`), ``admimeth_transfer`` (ADMIMETH 81), ``admisorc_transfer``
+    (ADMISORC 49–53), ``disdest_transfer`` (DISDEST 49–53), ``palliative``
+    (coded Z51.5 and/or TRETSPEF 315).
     """
     spells = {"kind": np.zeros(n, np.int8), "person": np.zeros(n, np.int64), "trust": np.zeros(n, np.int64),
               "adm_day": np.zeros(n, np.int64), "dis_day": np.zeros(n, np.int64), "dob_day": np.zeros(n, np.int64),
@@ -53,6 +57,8 @@ def blank_spells(n: int, **columns) -> dict:
               "classpat": np.zeros(n, np.int64), "dismeth_last": np.ones(n, np.int64),
               "n_episodes": np.ones(n, np.int64), "last_epistat": np.full(n, 3, np.int64),
               "transfer_in": np.zeros(n, bool), "transfer_out": np.zeros(n, bool), "birth": np.zeros(n, bool),
-              "junk": np.zeros(n, np.int64), "ons": np.zeros(n, bool)}
+              "junk": np.zeros(n, np.int64), "ons": np.zeros(n, bool), "emergency": np.zeros(n, bool),
+              "admimeth_transfer": np.zeros(n, bool), "admisorc_transfer": np.zeros(n, bool),
+              "disdest_transfer": np.zeros(n, bool), "palliative": np.zeros(n, bool)}
     spells.update(columns)
     return spells

@@ -32,7 +32,7 @@ from shmi_spark.synth.spells import ANALYSIS, NO_DATE
 from shmi_spark.synth.world import World
 
 __all__ = ["CLASSPAT_EXCLUDED", "REFERENCE_LEVELS", "MODEL_LEVELS", "ons_rows", "included_mask", "link_chunk",
-           "aggregate_chunk", "calibration_frame", "coefficients", "trust_effects", "write_json"]
+           "aggregate_chunk", "hsmr_counts", "calibration_frame", "coefficients", "trust_effects", "write_json"]
 
 #: The reference level of each term in truth/coefficients.csv (its estimate is 0).
 REFERENCE_LEVELS = {"AGE_BAND": "65-69", "SEX_CAT": "male", "ADMIMETH_CAT": "non-elective",
@@ -148,7 +148,18 @@ def aggregate_chunk(world: World, calendar: Calendar, spells: dict, link: dict) 
     n_cells = int(np.prod(_CELL_SIZES))
     n_groups = len(world.group_ids)
     group = spells["group"][included]
+    n_ty = len(acute) * n_years
+
+    def per_trust_year(flag):
+        return np.bincount(trust_year, weights=flag, minlength=n_ty).astype(np.int64)
+
     return {"ty_spells": np.bincount(trust_year, minlength=len(acute) * n_years),
+            "ty_in_hospital": per_trust_year(link["in_hospital"]),
+            "ty_palliative": per_trust_year(spells["palliative"][included]),
+            "ty_transfer_out": per_trust_year(spells["transfer_out"][included]),
+            "ty_transfer_in": per_trust_year(spells["transfer_in"][included]),
+            "ty_chain_first": per_trust_year(spells["transfer_out"][included] & ~spells["transfer_in"][included]),
+            "ty_excess": per_trust_year(spells["post_discharge_excess"][included]),
             "ty_deaths": np.bincount(trust_year, weights=died, minlength=len(acute) * n_years).astype(np.int64),
             "ty_expected": np.bincount(trust_year, weights=spells["p_casemix"][included],
                                        minlength=len(acute) * n_years),
@@ -157,6 +168,48 @@ def aggregate_chunk(world: World, calendar: Calendar, spells: dict, link: dict) 
             "g_spells": np.bincount(group, minlength=n_groups),
             "g_deaths": np.bincount(group, weights=died, minlength=n_groups).astype(np.int64),
             "expected_deaths": float(spells["p_death"][included].sum())}
+
+
+def hsmr_counts(spells: dict) -> dict:
+    """What the rules of :mod:`.hsmr` planted in one chunk's analysis spells (truth/summary.json ``hsmr``).
+
+    Transfer links (a spell and the next spell of its person, at another trust,
+    0–2 days later) by gap and by the codes they carry, chains and their spells,
+    transfer codes without a link; palliative spells and deaths; spells and
+    deaths by prior emergency admissions (0, 1, 2, 3+); the post-discharge
+    trust's added deaths.
+    """
+    n = spells["n_analysis"]
+    out_, in_ = spells["transfer_out"][:n], spells["transfer_in"][:n]
+    disdest, admisorc = spells["disdest_transfer"][:n], spells["admisorc_transfer"][:n]
+    admimeth81, died = spells["admimeth_transfer"][:n], spells["died"][:n]
+    origin = np.nonzero(out_)[0]
+    arrival = origin + 1
+    assert (spells["person"][arrival] == spells["person"][origin]).all() and in_[arrival].all()
+    assert (spells["trust"][arrival] != spells["trust"][origin]).all()
+    gap = spells["adm_day"][arrival] - spells["dis_day"][origin]
+    bits = disdest[origin] * 1 + admisorc[arrival] * 2 + admimeth81[arrival] * 4
+    names = {1: "DISDEST", 2: "ADMISORC", 4: "ADMIMETH81"}
+    by_codes = {"+".join(name for bit, name in names.items() if b & bit): int((bits == b).sum()) for b in range(1, 8)}
+    prior = np.minimum(spells["prior_emergency"], 3)
+    palliative = spells["palliative"][:n]
+    excess = spells["post_discharge_excess"]
+    return {
+        "transfer_links": int(len(origin)), "transfer_chains": int((out_ & ~in_).sum()),
+        "transfer_chain_spells": int((out_ | in_).sum()),
+        "transfer_links_by_gap_days": {str(d): int((gap == d).sum()) for d in range(3)},
+        "transfer_links_by_codes": by_codes,
+        "transfer_links_by_rule": {name: int((bits & bit > 0).sum()) for bit, name in names.items()},
+        "transfer_links_ending_in_death": int(died[arrival].sum()),
+        "transfer_codes_without_link": {"DISDEST": int((disdest & ~out_).sum()),
+                                        "ADMISORC": int((admisorc & ~in_).sum()),
+                                        "ADMIMETH81": int((admimeth81 & ~in_).sum())},
+        "palliative_spells": int(palliative.sum()), "palliative_deaths": int((palliative & died).sum()),
+        "emergency_admissions": int(spells["emergency"][:n].sum()),
+        "prior_emergency_spells": {k: int((prior == i).sum()) for i, k in enumerate(("0", "1", "2", "3+"))},
+        "prior_emergency_deaths": {k: int(((prior == i) & died).sum()) for i, k in enumerate(("0", "1", "2", "3+"))},
+        "post_discharge_excess_deaths": int(excess.sum()),
+    }
 
 
 def calibration_frame(cal_spells: np.ndarray, cal_deaths: np.ndarray) -> pd.DataFrame:

@@ -5,9 +5,9 @@ A :class:`World` holds everything the generator draws spells from: the trusts
 excludes), the diagnosis groups (from the project's default reference files,
 METHOD.md §1) with their code vocabularies, the per-group logistic death models
 of METHOD.md §5 (shared effects + group deviations, :func:`linear_predictor`),
-the trust-year effects with the planted outliers of the paper's Table 4, the
-trusts' case-mix profiles (:mod:`.casemix`: who each trust admits), and the
-demographic mixes.  :func:`draft_world` draws all of it from the seed;
+the trust-year effects with the planted outliers of the paper's Table 4 (and the
+post-discharge trust's excess, :mod:`.hsmr`), the trusts' case-mix profiles
+(:mod:`.casemix`: who each trust admits), and the demographic mixes.  :func:`draft_world` draws all of it from the seed;
 :mod:`.calibrate` then rakes the shared effects and the mixes to the paper's
 Tables 2-3 (:mod:`.paper`) on a pilot sample.
 """
@@ -146,6 +146,8 @@ class World:
     trust_year: np.ndarray      # (T_acute, 6) effect incl. excess
     excess: np.ndarray          # (T_acute, 6) planted excess only
     outlier_positions: np.ndarray  # acute-trust positions of the planted outliers' slots (OUTLIER_PATTERN)
+    #: acute-trust position of the trust with excess deaths after discharge (:mod:`.hsmr`; -1 before calibration)
+    post_discharge_position: int
     patient_cell_w: np.ndarray  # (11 Table 2 bands excl missing, 2 sexes) patient weights
     mean_extra_spells: np.ndarray  # (11,) mean extra spells per patient by Table 2 band
     charlson_combos: CharlsonCombos
@@ -159,6 +161,10 @@ class World:
     admimeth_missing: np.ndarray = field(default_factory=lambda: np.array([0.001, 0.001]))
     codes: dict = field(default_factory=dict)   # code vocabularies (see _codes)
     params: dict = field(default_factory=dict)  # written to truth/params.json
+    #: (T_acute, 6) log-odds excess whose deaths all come after discharge (the post-discharge trust, :mod:`.hsmr`)
+    post_discharge: np.ndarray = field(default_factory=lambda: np.zeros((N_ACUTE, 6)))
+    #: (20 age bands, 4) P(0, 1, 2, 3+ emergency admissions in the year before | age band) (:mod:`.hsmr` rule 3)
+    prior_p: np.ndarray = field(default_factory=lambda: np.tile([1.0, 0.0, 0.0, 0.0], (N_AGE_BANDS, 1)))
 
     @property
     def n_acute(self) -> int:
@@ -181,12 +187,6 @@ class World:
         band_weight = self.patient_cell_w.sum(1) * (1.0 + self.mean_extra_spells)
         return home_trust_cdf(band_weight, self.acute_trusts().share, self.profiles.age)
 
-    def palliative_factor(self) -> np.ndarray:
-        """(trusts,) factor on the rate of palliative-care coding of each trust (1 at non-acute trusts)."""
-        factor = np.ones(len(self.trusts))
-        factor[self.acute_trusts().rows] = np.exp(self.profiles.palliative)
-        return factor
-
     def set_group_cdf(self, boost: np.ndarray | None = None) -> None:
         """Rebuild :attr:`group_cdf` from the group mix (``boost`` scales the groups' sizes)."""
         self.group_cdf = self.group_mix.cumulative(boost, self.group_severity, self.profiles.severity)
@@ -200,6 +200,10 @@ def linear_predictor(world: World, spells: dict, trust: bool = True) -> np.ndarr
     Charlson terms do not apply to the invalid group (index 0); birth-weight terms
     apply to the perinatal groups only; the trust-year effect (with any planted
     excess) is added last, unless ``trust`` is False (the case-mix-only log-odds).
+    This is the SHMI's model (truth/coefficients.csv): a spell's risk given its
+    covariates, averaged over what the HSMR adjusts for besides (:mod:`.hsmr`:
+    palliative care, prior emergency admissions, whose terms
+    :func:`.patients.analysis_spells` adds so that this average is kept).
     """
     group = spells["group"]
     shared, deviation = world.shared, world.deviation
@@ -566,6 +570,7 @@ def draft_world(seed: int, n: int, start: date, end: date) -> World:
         low_birthweight=np.concatenate([[False], low_birthweight]),
         alpha=logit(rates), shared=shared, deviation=deviation,
         trust_year=persistent[:, None] + annual, excess=np.zeros((len(acute), 6)),
-        outlier_positions=outlier_positions, patient_cell_w=_patient_cell_weights(),
+        outlier_positions=outlier_positions, post_discharge_position=-1,
+        post_discharge=np.zeros((len(acute), 6)), patient_cell_w=_patient_cell_weights(),
         mean_extra_spells=_MEAN_EXTRA_SPELLS.copy(),
         charlson_combos=charlson_combos(codes["conditions"], codes["condition_weight"]), codes=codes, params=params)
