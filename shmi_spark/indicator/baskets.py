@@ -29,7 +29,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from shmi_spark.errors import InputError
-from shmi_spark.indicator.hsmr import poisson_banding, ratio_limits
+from shmi_spark.indicator.hsmr import observed_ratio, poisson_banding, ratio_limits
 from shmi_spark.indicator.periods import Period
 
 __all__ = ["Basket", "BASKET_COLUMNS", "read_baskets", "basket_rows", "basket_table"]
@@ -98,8 +98,7 @@ def basket_table(sums: pd.DataFrame, period: Period, *, indicator: str, factor: 
     """Per basket and trust (``BASKET, PROCODE3, SPELLS, OBSERVED, EXPECTED`` unscaled): :data:`BASKET_COLUMNS`."""
     out = sums.rename(columns={"PROCODE3": "PROVIDER_CODE"}).copy()
     e = out["EXPECTED"].astype(float).to_numpy() * factor
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(e > 0, out["OBSERVED"].to_numpy() / np.where(e > 0, e, 1.0), np.nan)
+    ratio = observed_ratio(out["OBSERVED"], e)
     lower, upper = ratio_limits(e, 0.95)
     out["BANDING"] = poisson_banding(ratio, lower, upper, e, min_expected=min_expected).to_numpy()
     out["EXPECTED"], out["RATIO"] = np.round(e, 4), np.round(ratio, 4)

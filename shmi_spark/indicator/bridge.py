@@ -123,7 +123,7 @@ def compute_hsmr_period(spark: SparkSession, cfg: Config, spells: DataFrame, sup
     largest = bridge[bridge["LARGEST_CHANGE"]]
     summary = {"period": period.label, "groups_covered": len(groups),
                "in_hospital_deaths_covered": float(coverage.loc[coverage["COVERED"], "SHARE"].sum()),
-               **{k: v for k, v in stats.items()},
+               **stats,
                "groups_by_rule": scores.models.diagnostics["RULE"].value_counts().to_dict(),
                "seconds_by_step": seconds,
                "largest_step_count": {int(k): int(v) for k, v in largest["STEP"].value_counts().items()}}

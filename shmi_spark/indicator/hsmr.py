@@ -28,7 +28,7 @@ from shmi_spark.indicator.funnel import poisson_limits
 from shmi_spark.indicator.periods import Period
 from shmi_spark.model.scoring import rescale_factor
 
-__all__ = ["HSMR_COLUMNS", "HSMR_GROUP_COLUMNS", "BRIDGE_COLUMNS", "ratio_limits", "poisson_banding",
+__all__ = ["HSMR_COLUMNS", "HSMR_GROUP_COLUMNS", "BRIDGE_COLUMNS", "observed_ratio", "ratio_limits", "poisson_banding",
            "hsmr_trust", "hsmr_group_breakdown", "bridge_table"]
 
 HSMR_COLUMNS = ["PERIOD", "PROVIDER_CODE", "PROVIDER_NAME", "SPELLS", "OBSERVED", "EXPECTED", "HSMR",
@@ -36,6 +36,12 @@ HSMR_COLUMNS = ["PERIOD", "PROVIDER_CODE", "PROVIDER_NAME", "SPELLS", "OBSERVED"
 HSMR_GROUP_COLUMNS = ["PERIOD", "PROVIDER_CODE", "DIAG_GROUP", "SPELLS", "OBSERVED", "EXPECTED", "HSMR"]
 BRIDGE_COLUMNS = ["PERIOD", "PROVIDER_CODE", "STEP", "STEP_NAME", "OBSERVED", "EXPECTED", "RATIO", "CHANGE",
                   "LARGEST_CHANGE", "SHMI", "SHMI_BANDING", "HSMR", "HSMR_BANDING"]
+
+
+def observed_ratio(observed, expected) -> np.ndarray:
+    """``O / E`` for each pair, empty (NaN) where ``E`` is 0."""
+    o, e = np.asarray(observed, dtype=float), np.asarray(expected, dtype=float)
+    return np.divide(o, e, out=np.full(e.shape, np.nan), where=e > 0)
 
 
 def ratio_limits(expected, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -67,8 +73,7 @@ def hsmr_trust(by_trust: pd.DataFrame, trusts: pd.DataFrame, period: Period, *,
         "EXPECTED": by_trust["EXPECTED"].astype(float).to_numpy() * factor,
     }).sort_values("PROVIDER_CODE", kind="mergesort").reset_index(drop=True)
     e = df["EXPECTED"].to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(e > 0, df["OBSERVED"].to_numpy() / np.where(e > 0, e, 1.0), np.nan)
+    ratio = observed_ratio(df["OBSERVED"], e)
     ll95, ul95 = ratio_limits(e, 0.95)
     ll998, ul998 = ratio_limits(e, 0.998)
     banding = poisson_banding(ratio, ll95, ul95, e, min_expected=min_expected)
@@ -94,9 +99,7 @@ def hsmr_group_breakdown(by_trust_group: pd.DataFrame, period: Period, *, factor
     out = by_trust_group.rename(columns={"PROCODE3": "PROVIDER_CODE"}).copy()
     out["EXPECTED"] = out["EXPECTED"].astype(float) * factor
     e = out["EXPECTED"].to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["HSMR"] = np.round(np.where(e > 0, 100 * out["OBSERVED"].to_numpy() / np.where(e > 0, e, 1.0),
-                                        np.nan), 2)
+    out["HSMR"] = np.round(100 * observed_ratio(out["OBSERVED"], e), 2)
     out["PERIOD"] = period.label
     out["EXPECTED"] = out["EXPECTED"].round(4)
     return out[HSMR_GROUP_COLUMNS]
@@ -118,8 +121,7 @@ def bridge_table(steps: list[tuple[int, str, pd.DataFrame]], period: Period, *, 
         sums = by_trust.assign(PROVIDER_CODE=by_trust["PROCODE3"].astype(str)).set_index("PROVIDER_CODE")
         o = sums["OBSERVED"].reindex(codes).fillna(0).astype("int64").to_numpy()
         e = sums["EXPECTED"].reindex(codes).fillna(0.0).astype(float).to_numpy() * factor
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(e > 0, o / np.where(e > 0, e, 1.0), np.nan)
+        ratio = observed_ratio(o, e)
         frames.append(pd.DataFrame({"PROVIDER_CODE": codes, "STEP": step, "STEP_NAME": name, "OBSERVED": o,
                                     "EXPECTED": e, "RATIO": ratio}))
     out = pd.concat(frames, ignore_index=True).sort_values(["PROVIDER_CODE", "STEP"], kind="mergesort")
