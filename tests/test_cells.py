@@ -70,7 +70,7 @@ SPELLS = [
     ("s13", None, 1, *A, 1),             # no discharge date: not in any window
 ]
 
-NA4 = ("n/a",) * 4
+NA4 = ("n/a",) * len(HSMR_COVARIATES)
 EXPECTED_CELLS = [
     (1, *A[:4], 1, *A[4:], *NA4, 3, 1),   # s02 s03 s04
     (1, *A[:4], 2, *A[4:], *NA4, 2, 1),   # s05 s06

@@ -169,7 +169,8 @@ def test_lookups_are_broadcast_joins(spells):
 CELL_KEYS = ["PROCODE3", "DIAG_GROUP", "AGE_BAND", "SEX_CAT", "ADMIMETH_CAT", "ADM_MONTH", "YEAR_INDEX",
              "CHARLSON_BAND", "BIRWEIT_BAND",
              # the HSMR's terms: n/a for a spell table without them (the SHMI's)
-             "ADMISSION_SOURCE", "DEPRIVATION_FIFTH", "PALLIATIVE_CARE", "PRIOR_EMERGENCY_ADMISSIONS"]
+             "ADMISSION_SOURCE", "DEPRIVATION_FIFTH", "PALLIATIVE_CARE", "PRIOR_EMERGENCY_ADMISSIONS",
+             "CHARLSON_INDEX"]
 
 
 @pytest.fixture(scope="module")

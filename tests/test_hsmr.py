@@ -55,17 +55,17 @@ def test_definition_refuses_unknown_setting():
 
 SPELL_SCHEMA = ("SPELL_ID string, PROCODE3 string, DISDATE date, DIAG_GROUP int, DIAG_PRIMARY string, "
                 "DIED int, DEATH_IN_HOSPITAL int, BIRWEIT_BAND string, ADMISORC_CAT string, IMD_FIFTH string, "
-                "PALLIATIVE int, PRIOR_EMERGENCY_BAND string")
+                "PALLIATIVE int, PRIOR_EMERGENCY_BAND string, CHARLSON_SCORE int, CHARLSON_BAND string")
 
 
 @pytest.fixture(scope="module")
 def spells(spark):
     d = date(2009, 6, 1)
     rows = [
-        ("s1", "RA1", d, 10, "J181", 1, 1, "n/a", "home", "3", 1, "0"),        # died in hospital
-        ("s2", "RA1", d, 10, "J189", 1, 0, "n/a", "care_home", "5", 0, "3+"),  # died after discharge
-        ("s3", "RB2", d, 20, "I219", 0, None, "n/a", None, "unknown", 0, "1"),  # survived
-        ("s4", "RB2", d, 30, "A419", 1, 1, "<1000", "other_hospital", "1", 0, "2"),
+        ("s1", "RA1", d, 10, "J181", 1, 1, "n/a", "home", "3", 1, "0", 0, "0"),        # died in hospital
+        ("s2", "RA1", d, 10, "J189", 1, 0, "n/a", "care_home", "5", 0, "3+", 7, ">5"),  # died after discharge
+        ("s3", "RB2", d, 20, "I219", 0, None, "n/a", None, "unknown", 0, "1", 2, "1-5"),  # survived
+        ("s4", "RB2", d, 30, "A419", 1, 1, "<1000", "other_hospital", "1", 0, "2", 3, "1-5"),
     ]
     return spark.createDataFrame(rows, SPELL_SCHEMA)
 
@@ -80,6 +80,7 @@ def test_indicator_table_groups_and_case_mix(spark, spells):
     shmi = indicator_table(spells, SHMI).orderBy("SPELL_ID").collect()
     assert all(r[t] == "n/a" for r in shmi for t in HSMR_COVARIATES)  # not used: no parameter
     assert [r.BIRWEIT_BAND for r in shmi] == ["n/a", "n/a", "n/a", "<1000"]
+    assert [r.CHARLSON_BAND for r in shmi] == ["0", ">5", "1-5", "1-5"]  # the SHMI's Charlson: three bands
     assert [r.DIED for r in shmi] == [1, 1, 0, 1]
     with pytest.raises(ValueError, match="groups"):
         indicator_table(spells, SHMI.but("x", covered_groups_only=True))
@@ -91,6 +92,9 @@ def test_indicator_table_groups_and_case_mix(spark, spells):
     assert [r.ADMISSION_SOURCE for r in rows] == ["home", "care_home", "other_hospital"]
     assert [r.DEPRIVATION_FIFTH for r in rows] == ["3", "5", "1"]
     assert [r.BIRWEIT_BAND for r in rows] == ["n/a"] * 3  # not in the HSMR's case mix
+    # the HSMR's Charlson: the score itself (one slope), not the SHMI's bands
+    assert [r.CHARLSON_INDEX for r in rows] == ["0", "7", "3"]
+    assert [r.CHARLSON_BAND for r in rows] == ["n/a"] * 3
     with pytest.raises(ValueError, match="superspell"):
         indicator_table(spells, HSMR, groups=[10])
 
@@ -108,15 +112,15 @@ def _deaths_by_group(spark, counts: dict[int, int], *, outside: int = 0):
     rows, i = [], 0
     for g, n in counts.items():
         for _ in range(n):
-            rows.append((f"d{i}", "RA1", date(2009, 1, 1), g, "X", 1, 1, "n/a", None, None, 0, "0"))
+            rows.append((f"d{i}", "RA1", date(2009, 1, 1), g, "X", 1, 1, "n/a", None, None, 0, "0", 0, "0"))
             i += 1
-        rows.append((f"d{i}", "RA1", date(2009, 1, 1), g, "X", 0, None, "n/a", None, None, 0, "0"))
+        rows.append((f"d{i}", "RA1", date(2009, 1, 1), g, "X", 0, None, "n/a", None, None, 0, "0", 0, "0"))
         i += 1
         # a death after discharge counts nothing
-        rows.append((f"d{i}", "RA1", date(2009, 1, 1), g, "X", 1, 0, "n/a", None, None, 0, "0"))
+        rows.append((f"d{i}", "RA1", date(2009, 1, 1), g, "X", 1, 0, "n/a", None, None, 0, "0", 0, "0"))
         i += 1
     for _ in range(outside):
-        rows.append((f"d{i}", "RA1", date(2006, 1, 1), 99, "X", 1, 1, "n/a", None, None, 0, "0"))
+        rows.append((f"d{i}", "RA1", date(2006, 1, 1), 99, "X", 1, 1, "n/a", None, None, 0, "0", 0, "0"))
         i += 1
     return spark.createDataFrame(rows, SPELL_SCHEMA)
 
@@ -284,6 +288,16 @@ def test_run_writes_hsmr_files(run_all):
     assert summary["hsmr"][0]["groups_covered"] == int(covered.shape[0])
     for step in ("bridge-2-in-hospital", "bridge-4-superspells", "hsmr"):  # step 3 takes step 2's models
         assert (next((out / "model").iterdir()) / step / "diagnostics.csv").is_file()
+    # the Charlson score: the SHMI's three bands, the HSMR's one slope per group
+    period = next((out / "model").iterdir())
+    shmi_terms = pd.read_csv(period / "coefficients.csv")
+    hsmr_terms = pd.read_csv(period / "hsmr" / "coefficients.csv")
+    assert "CHARLSON_INDEX" not in set(shmi_terms["TERM"]) and "CHARLSON_BAND" not in set(hsmr_terms["TERM"])
+    fitted = pd.read_csv(period / "hsmr" / "diagnostics.csv").query("RULE != 'crude_rate'")["DIAG_GROUP"]
+    slopes = hsmr_terms[hsmr_terms["TERM"] == "CHARLSON_INDEX"]
+    assert set(slopes["DIAG_GROUP"]) == set(fitted) and not slopes["DIAG_GROUP"].duplicated().any()
+    # a slope, or (one score in the group) that score's reference row
+    assert ((slopes["LEVEL"] == "per unit") ^ slopes["REFERENCE"]).all() and (slopes["LEVEL"] == "per unit").any()
 
 
 @pytest.mark.slow

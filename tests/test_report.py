@@ -470,3 +470,34 @@ def test_basket_and_disagreement_tables_from_the_run_s_tables(run_all):
     without = trust_page(replace(run, hsmr=run.hsmr.iloc[:0], bridge=run.bridge.iloc[:0]), code, PageFigures())
     assert "SHMI and HSMR" not in without and "SHMI and HSMR" in trust_page(run, code, PageFigures())
     assert period in without
+
+
+def test_trust_page_shows_the_hsmr_s_diagnosis_groups(run_all):
+    """The trust page's HSMR section lists the HSMR's groups with the largest |O − E| (its published breakdown)."""
+    import html
+    from dataclasses import replace
+
+    from shmi_spark.report.build import hsmr_drilldown
+    from shmi_spark.report.data import read_run
+    from shmi_spark.report.pages import PageFigures, trust_page
+
+    out, _ = run_all
+    run = read_run(out)
+    published = pd.read_csv(out / "publication" / "hsmr_trust_diag_group.csv", dtype={"PERIOD": str})
+    for col in ("OBSERVED", "EXPECTED"):  # suppressed counts are not shown
+        published[col] = pd.to_numeric(published[col], errors="coerce")
+    published = published.dropna(subset=["OBSERVED", "EXPECTED"])
+    published = published[published["PERIOD"] == run.main_period]
+    # the trust with the most groups, so that the top 10 is a choice
+    code = published["PROVIDER_CODE"].value_counts().index[0]
+    mine = published[published["PROVIDER_CODE"] == code]
+    assert len(mine) > 10
+    drill = hsmr_drilldown(run, code)
+    assert len(drill) == 10
+    gap = (mine["OBSERVED"] - mine["EXPECTED"]).abs().sort_values(ascending=False)
+    assert drill["O_MINUS_E"].abs().min() == pytest.approx(gap.iloc[9])  # the ten largest
+    assert list(drill["O_MINUS_E"]) == sorted(drill["O_MINUS_E"], reverse=True)  # any excess first
+    page = trust_page(run, code, PageFigures(), hsmr_drill=drill)
+    assert "HSMR diagnosis groups with the largest differences" in page
+    assert all(html.escape(str(label)) in page for label in drill["LABEL"])
+    assert hsmr_drilldown(replace(run, hsmr_by_group=pd.DataFrame()), code) is None

@@ -16,8 +16,10 @@ names the four:
 * ``covered_groups_only``: all diagnosis groups, or only the HSMR's groups
   (:func:`covered_groups`);
 * ``case_mix``: ``shmi`` (METHOD.md §4) or ``hsmr``: the SHMI's terms but
-  birth weight, plus source of admission, deprivation fifth, palliative care
-  and the patient's emergency admissions in the year before (0, 1, 2, 3+).
+  birth weight, with the Charlson score as a number (one slope,
+  ``CHARLSON_INDEX``) instead of the SHMI's three bands, plus source of
+  admission, deprivation fifth, palliative care and the patient's emergency
+  admissions in the year before (0, 1, 2, 3+).
 
 :data:`BRIDGE` walks from the SHMI to the HSMR one setting at a time; the
 step with the largest change in a trust's ratio names the cause of a
@@ -85,7 +87,8 @@ BRIDGE: tuple[tuple[int, str, Definition], ...] = (
     (2, "deaths in hospital only", _STEP2),
     (3, "the HSMR's diagnosis groups", _STEP3),
     (4, "superspells instead of provider spells", _STEP4),
-    (5, "the HSMR's case mix (palliative care, prior emergency admissions, source, deprivation)", HSMR),
+    (5, "the HSMR's case mix (palliative care, prior emergency admissions, source, deprivation, "
+        "Charlson score)", HSMR),
 )
 
 
@@ -96,6 +99,7 @@ def _hsmr_terms() -> dict[str, object]:
         "DEPRIVATION_FIFTH": F.col("IMD_FIFTH"),
         "PALLIATIVE_CARE": F.when(F.col("PALLIATIVE") == 1, F.lit("palliative")).otherwise(F.lit("not palliative")),
         "PRIOR_EMERGENCY_ADMISSIONS": F.col("PRIOR_EMERGENCY_BAND"),
+        "CHARLSON_INDEX": F.col("CHARLSON_SCORE"),
     }
 
 
@@ -122,7 +126,7 @@ def indicator_table(spells: DataFrame, definition: Definition, *, superspells: D
         in_hospital = (F.col("DIED") == 1) & (F.coalesce(F.col("DEATH_IN_HOSPITAL"), F.lit(0)) == 1)
         table = table.withColumn("DIED", in_hospital.cast("int"))
     if definition.case_mix == "hsmr":
-        terms = _hsmr_terms() | {"BIRWEIT_BAND": F.lit(NA_LEVEL)}
+        terms = _hsmr_terms() | {"BIRWEIT_BAND": F.lit(NA_LEVEL), "CHARLSON_BAND": F.lit(NA_LEVEL)}
     else:
         terms = {t: F.lit(NA_LEVEL) for t in HSMR_COVARIATES}
     return table.withColumns({name: F.coalesce(col, F.lit("unknown")).cast("string")  # type: ignore[arg-type]

@@ -24,7 +24,10 @@ per-group table (batch, the group's position in it, the map from
 ``TERM=LEVEL`` to the level's column within the term's block), then one
 ``OneHotEncoder`` per term whose sizes come from column metadata (no pass over
 the data) and a ``VectorAssembler`` (sparse vectors).  Reference levels, and
-levels with no parameter, take the encoder's dropped last category.
+levels with no parameter, take the encoder's dropped last category.  A
+numeric term (the HSMR's Charlson score) has one column per group in its
+block, the group's slope: its one-hot column times the cell's value
+(``VALUE_<term>``), by Spark ML's ``Interaction``.
 
 Which groups are batched, and what happens to a batch that fails, is decided
 by :mod:`shmi_spark.model.fit`.
@@ -39,13 +42,23 @@ import numpy as np
 from py4j.protocol import Py4JJavaError
 from pyspark import StorageLevel
 from pyspark.errors.exceptions.captured import CapturedException
-from pyspark.ml.feature import OneHotEncoder, VectorAssembler
+from pyspark.ml.feature import Interaction, OneHotEncoder, VectorAssembler
 from pyspark.ml.regression import GeneralizedLinearRegression
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from shmi_spark.model.design import TERMS, Estimates, GroupDesign, fit_cells, level_key, level_key_expr
+from shmi_spark.model.design import (
+    NUMERIC_TERMS,
+    PER_UNIT,
+    TERMS,
+    Estimates,
+    GroupDesign,
+    fit_cells,
+    level_key,
+    level_key_expr,
+    numeric_value_expr,
+)
 
 __all__ = ["SPARK_FIT_ERRORS", "BATCH_COLUMNS", "Batch", "BatchFit", "pack_batches", "make_batch", "batch_design",
            "fit_batch", "group_estimates"]
@@ -56,8 +69,11 @@ SPARK_FIT_ERRORS: tuple[type[Exception], ...] = (CapturedException, Py4JJavaErro
 
 # The batch design table: each fit cell with its group's position in its batch
 # (GROUP_INDEX), the column of its level of each term within that term's block
-# of the batch (BLOCK_COLUMN_<term>), and Spark ML's label and weight.
-BATCH_COLUMNS = ["DIAG_GROUP", "BATCH", "GROUP_INDEX", *[f"BLOCK_COLUMN_{t}" for t in TERMS], "label", "weight"]
+# of the batch (BLOCK_COLUMN_<term>), a numeric term's value (VALUE_<term>),
+# and Spark ML's label and weight.
+_NUMERIC = [t for t in TERMS if t in NUMERIC_TERMS]
+BATCH_COLUMNS = ["DIAG_GROUP", "BATCH", "GROUP_INDEX", *[f"BLOCK_COLUMN_{t}" for t in TERMS],
+                 *[f"VALUE_{t}" for t in _NUMERIC], "label", "weight"]
 
 
 @dataclass(frozen=True)
@@ -161,15 +177,21 @@ def batch_design(spark: SparkSession, cells: DataFrame, batches: list[Batch],
 
     ``BLOCK_COLUMN_<term>`` is the level's column within the term's block of the
     batch, or ``BLOCK_SIZE_<term>`` (the encoder's dropped category) for a
-    reference level or a level without parameter.
+    reference level or a level without parameter; a numeric term's slope is
+    its only feature, so its column is the group's whichever the cell's value
+    (``VALUE_<term>``, 0 where the group has no slope).
     """
     table = _group_table(spark, batches)
     batched = [designs[g] for b in batches for g in b.groups]
     joined = fit_cells(cells, batched).join(F.broadcast(table), on="DIAG_GROUP", how="inner")
-    block_columns = [F.coalesce(F.try_element_at(F.col("BLOCK_COLUMN_OF_LEVEL"), level_key_expr(t)),
+    # a numeric term's slope is the group's column whatever the cell's value
+    block_columns = [F.coalesce(F.try_element_at(F.col("BLOCK_COLUMN_OF_LEVEL"),
+                                                 F.lit(level_key(t, PER_UNIT)) if t in NUMERIC_TERMS
+                                                 else level_key_expr(t)),
                                 F.col(f"BLOCK_SIZE_{t}")).alias(f"BLOCK_COLUMN_{t}") for t in TERMS]
+    values = [F.coalesce(numeric_value_expr(t), F.lit(0.0)).alias(f"VALUE_{t}") for t in _NUMERIC]
     return joined.select(
-        "DIAG_GROUP", "BATCH", "GROUP_INDEX", *block_columns,
+        "DIAG_GROUP", "BATCH", "GROUP_INDEX", *block_columns, *values,
         (F.col("DEATHS") / F.col("SPELLS")).alias("label"),
         F.col("SPELLS").cast("double").alias("weight"))
 
@@ -195,15 +217,22 @@ def fit_batch(design: DataFrame, batch: Batch, *, max_iter: int, tol: float) -> 
     t0 = time.perf_counter()
     terms = [t for t in TERMS if batch.term_sizes.get(t)]
     # the group column has one extra, dropped category so that every group keeps its intercept
+    numeric = [t for t in terms if t in NUMERIC_TERMS]
     data = design.where(F.col("BATCH") == F.lit(batch.number)).coalesce(1).select(
         _nominal("GROUP_INDEX", len(batch.groups) + 1),
         *[_nominal(f"BLOCK_COLUMN_{t}", batch.term_sizes[t] + 1) for t in terms],
-        "label", "weight")
+        *[f"VALUE_{t}" for t in numeric], "label", "weight")
     inputs = ["GROUP_INDEX", *[f"BLOCK_COLUMN_{t}" for t in terms]]
     one_hot = [f"ONE_HOT_{c}" for c in inputs]
     encoder = OneHotEncoder(inputCols=inputs, outputCols=one_hot, dropLast=True)
     encoded = encoder.fit(data).transform(data)
-    assembled = (VectorAssembler(inputCols=one_hot, outputCol="features")
+    # a numeric term's block: the group's one-hot column times the cell's value
+    for t in numeric:
+        encoded = Interaction(inputCols=[f"ONE_HOT_BLOCK_COLUMN_{t}", f"VALUE_{t}"],
+                              outputCol=f"SLOPE_{t}").transform(encoded)
+    blocks = ["ONE_HOT_GROUP_INDEX",
+              *[f"SLOPE_{t}" if t in NUMERIC_TERMS else f"ONE_HOT_BLOCK_COLUMN_{t}" for t in terms]]
+    assembled = (VectorAssembler(inputCols=blocks, outputCol="features")
                  .transform(encoded).select("features", "label", "weight")
                  .persist(StorageLevel.MEMORY_AND_DISK))
     try:

@@ -8,7 +8,8 @@ cross-classification, so the risk models are fitted on this table (weighted by
 Output (docs/tables.md, "covariate cells"):
 ``DIAG_GROUP, AGE_BAND, SEX_CAT, ADMIMETH_CAT, ADM_MONTH, YEAR_INDEX,
 CHARLSON_BAND, BIRWEIT_BAND, ADMISSION_SOURCE, DEPRIVATION_FIFTH,
-PALLIATIVE_CARE, PRIOR_EMERGENCY_ADMISSIONS, SPELLS (long), DEATHS (long)``.
+PALLIATIVE_CARE, PRIOR_EMERGENCY_ADMISSIONS, CHARLSON_INDEX, SPELLS (long),
+DEATHS (long)``.
 
 The terms are those of every indicator the engine fits: the SHMI's (METHOD.md
 §4) and the HSMR's (:mod:`shmi_spark.indicator.definitions`).  An indicator's
@@ -16,6 +17,11 @@ table carries the level ``n/a`` in every term it does not use; a term whose
 only level in a group is ``n/a`` has no parameter
 (:mod:`shmi_spark.model.design`), so the SHMI's fit is the same as with its
 seven terms alone.
+
+A term of :data:`NUMERIC_TERMS` (the HSMR's ``CHARLSON_INDEX``, the Charlson
+score itself) is a number, not a set of levels: its cells hold the value as a
+string, and its model has one parameter, the slope per unit
+(:mod:`shmi_spark.model.design`).
 
 ``YEAR_INDEX`` (METHOD.md §4) is 1..k: the 12-month block of the modelling
 window that holds the discharge date, counting from ``window_start``; ``k`` is
@@ -32,15 +38,18 @@ from datetime import date
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-__all__ = ["COVARIATES", "SHMI_COVARIATES", "HSMR_COVARIATES", "CELL_KEYS", "CELL_COLUMNS", "UNKNOWN_LEVEL",
-           "NA_LEVEL", "with_all_terms", "level_expr", "year_index_of",
+__all__ = ["COVARIATES", "SHMI_COVARIATES", "HSMR_COVARIATES", "NUMERIC_TERMS", "CELL_KEYS", "CELL_COLUMNS",
+           "UNKNOWN_LEVEL", "NA_LEVEL", "with_all_terms", "level_expr", "year_index_of",
            "window_years", "year_index", "covariate_cells"]
 
 # The model covariates, in the order of the cells table (METHOD.md §4).
 SHMI_COVARIATES = ["AGE_BAND", "SEX_CAT", "ADMIMETH_CAT", "ADM_MONTH", "YEAR_INDEX",
                    "CHARLSON_BAND", "BIRWEIT_BAND"]
 # The HSMR's case-mix terms beyond the SHMI's (``n/a`` in the SHMI's tables).
-HSMR_COVARIATES = ["ADMISSION_SOURCE", "DEPRIVATION_FIFTH", "PALLIATIVE_CARE", "PRIOR_EMERGENCY_ADMISSIONS"]
+HSMR_COVARIATES = ["ADMISSION_SOURCE", "DEPRIVATION_FIFTH", "PALLIATIVE_CARE", "PRIOR_EMERGENCY_ADMISSIONS",
+                   "CHARLSON_INDEX"]
+# The terms entered as a number (one slope), not as levels: the HSMR's Charlson score.
+NUMERIC_TERMS = frozenset({"CHARLSON_INDEX"})
 COVARIATES = [*SHMI_COVARIATES, *HSMR_COVARIATES]
 CELL_KEYS = ["DIAG_GROUP", *COVARIATES]
 CELL_COLUMNS = [*CELL_KEYS, "SPELLS", "DEATHS"]
@@ -121,9 +130,10 @@ def covariate_cells(spells: DataFrame, *, window_start: date, window_end: date,
     """Aggregate the spells discharged in [window_start, window_end] to covariate cells.
 
     The Charlson score is not used for the invalid-primary-diagnosis group
-    (METHOD.md §4): its spells' ``CHARLSON_BAND`` is set to ``0`` here, so the
-    term has one level in that group and drops out of its model (scoring then
-    adds nothing for it).
+    (METHOD.md §4): its spells' ``CHARLSON_BAND`` (and ``CHARLSON_INDEX``,
+    where the indicator uses it) is set to ``0`` here, so the term has one
+    level in that group and drops out of its model (scoring then adds nothing
+    for it).
 
     ``spells`` is an indicator's table (:func:`shmi_spark.indicator.definitions.indicator_table`:
     the spells table of docs/tables.md with the HSMR's terms; only ``DISDATE``,
@@ -135,8 +145,13 @@ def covariate_cells(spells: DataFrame, *, window_start: date, window_end: date,
     in_window = with_all_terms(spells).where(F.col("DISDATE").between(F.lit(window_start), F.lit(window_end)))
     with_year = in_window.withColumn("YEAR_INDEX", year_index("DISDATE", window_start, k))
     if invalid_group is not None:
-        with_year = with_year.withColumn("CHARLSON_BAND", F.when(
-            F.col("DIAG_GROUP") == invalid_group, F.lit("0")).otherwise(F.col("CHARLSON_BAND")))
+        invalid = F.col("DIAG_GROUP") == invalid_group
+
+        def without_charlson(term: str) -> Column:
+            used = F.coalesce(F.col(term).cast("string"), F.lit("")) != F.lit(NA_LEVEL)
+            return F.when(invalid & used, F.lit("0")).otherwise(F.col(term))
+
+        with_year = with_year.withColumns({t: without_charlson(t) for t in ("CHARLSON_BAND", "CHARLSON_INDEX")})
     cells = (with_year.groupBy(*CELL_KEYS)
              .agg(F.count(F.lit(1)).cast("long").alias("SPELLS"),
                   F.sum(F.col("DIED").cast("long")).cast("long").alias("DEATHS")))

@@ -16,6 +16,11 @@ the spell and death counts per (group, term, level) of the covariate cells
 * a term whose only level in the group is ``n/a`` has no parameter and no
   note: ``BIRWEIT_BAND`` outside the perinatal groups, and the terms an
   indicator does not use (:mod:`shmi_spark.model.cells`);
+* a numeric term (:data:`shmi_spark.model.cells.NUMERIC_TERMS`: the HSMR's
+  Charlson score) with two values or more in the group has one feature, its
+  slope, named ``(term, PER_UNIT)``: the feature's value in a cell is the
+  cell's number (:func:`feature_value`), not 0/1; with one value it has no
+  parameter, as a single-level term;
 * whether the data separate is not decided from the counts: it takes the
   group's cells (:mod:`shmi_spark.model.separation`).  Once they are examined
   the design carries its :class:`Limit` — the separated cells (by
@@ -40,10 +45,11 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from shmi_spark.model.cells import COVARIATES, NA_LEVEL, level_expr
+from shmi_spark.model.cells import COVARIATES, NA_LEVEL, NUMERIC_TERMS, level_expr
 
 __all__ = [
-    "TERMS", "INTERCEPT", "CRUDE_RATE", "NA_LEVEL", "PERINATAL_TERM",
+    "TERMS", "INTERCEPT", "CRUDE_RATE", "NA_LEVEL", "PERINATAL_TERM", "NUMERIC_TERMS", "PER_UNIT",
+    "feature_value", "feature_value_expr", "numeric_value_expr",
     "GroupDesign", "Estimates", "level_sort_key", "level_key", "split_level_key", "level_key_expr",
     "group_level_counts", "group_designs", "cell_key", "cell_levels", "cell_key_expr", "fit_cells", "Limit",
 ]
@@ -54,6 +60,8 @@ TERMS = list(COVARIATES)
 INTERCEPT = "INTERCEPT"
 CRUDE_RATE = "CRUDE_RATE"
 PERINATAL_TERM = "BIRWEIT_BAND"
+# ``LEVEL`` of a numeric term's one feature, its slope (the coefficient per unit of the term).
+PER_UNIT = "per unit"
 
 _LEADING_NUMBER = re.compile(r"^([<>]?)(\d+(?:\.\d+)?)")
 # separates term and level in a level key, and the levels in a cell key (characters no level contains)
@@ -196,6 +204,41 @@ class Estimates:
         return np.concatenate([self.ses, [self.intercept_se]])
 
 
+def feature_value(term: str, level: str, cell_level: str) -> float:
+    """The value of feature ``(term, level)`` in a cell whose level of ``term`` is ``cell_level``.
+
+    A numeric term's slope takes the cell's number; a level's indicator is 1 in its own cells, 0 elsewhere.
+
+    >>> feature_value("AGE_BAND", "90+", "90+"), feature_value("CHARLSON_INDEX", PER_UNIT, "7")
+    (1.0, 7.0)
+    """
+    if term in NUMERIC_TERMS:
+        return float(cell_level)
+    return 1.0 if cell_level == level else 0.0
+
+
+def numeric_value_expr(term: str) -> Column:
+    """A numeric term's value in a row (double; null where the level is not a number)."""
+    return F.col(term).cast("string").try_cast("double")
+
+
+def feature_value_expr(term: str, level: str) -> Column:
+    """:func:`feature_value` of a cells-table row, as a Column."""
+    if term in NUMERIC_TERMS:
+        return numeric_value_expr(term)
+    return F.when(level_expr(term) == F.lit(level), F.lit(1.0)).otherwise(F.lit(0.0))
+
+
+def _numeric_rows(group: int, term: str, rows: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """A numeric term's values in a group, checked to be numbers (a level that is not is a programming error)."""
+    for lv, _, _ in rows:
+        try:
+            float(lv)
+        except ValueError:
+            raise ValueError(f"group {group}: {term} is numeric but has the level {lv!r}") from None
+    return rows
+
+
 def _term_level_pairs() -> Column:
     """An array of (TERM, LEVEL) structs, one per term: a cell's level of every term."""
     return F.array(*[F.struct(F.lit(t).alias("TERM"), level_expr(t).alias("LEVEL")) for t in TERMS])
@@ -231,6 +274,16 @@ def group_designs(level_counts: pd.DataFrame) -> list[GroupDesign]:
             rows = sorted(((lv, n, dth) for lv, n, dth, _ in by_term.get((group, term), [])),
                           key=lambda x: level_sort_key(x[0]))
             if all(lv == NA_LEVEL for lv, _, _ in rows):  # a term this group's indicator does not use
+                continue
+            if term in NUMERIC_TERMS:
+                rows = _numeric_rows(group, term, rows)
+                if len(rows) == 1:
+                    d.levels[term] = rows
+                    d.reference[term] = rows[0][0]
+                    single.append(f"{term}={rows[0][0]}")
+                else:  # one slope: its coefficient row stands for every value
+                    d.levels[term] = [(PER_UNIT, sum(r[1] for r in rows), sum(r[2] for r in rows))]
+                    d.features.append((term, PER_UNIT))
                 continue
             d.levels[term] = rows
             present = {lv for lv, _, _ in rows}

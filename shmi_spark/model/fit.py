@@ -1,7 +1,8 @@
 """Risk models: one logistic regression per diagnosis group (METHOD.md §5).
 
 ``death ~ AGE_BAND + SEX_CAT + ADMIMETH_CAT + ADM_MONTH + YEAR_INDEX +
-CHARLSON_BAND (+ BIRWEIT_BAND)``, all categorical main effects, fitted on the
+CHARLSON_BAND (+ BIRWEIT_BAND)``, all categorical main effects (the HSMR's
+case mix adds its terms, and its Charlson score as one numeric slope), fitted on the
 covariate cells (:mod:`shmi_spark.model.cells`) with Spark ML's
 ``GeneralizedLinearRegression(family="binomial", link="logit")``: label
 ``DEATHS / SPELLS``, weight ``SPELLS``.  The weighted binomial likelihood of
@@ -92,13 +93,14 @@ from shmi_spark.model.batches import (
     make_batch,
     pack_batches,
 )
-from shmi_spark.model.cells import level_expr, with_all_terms
+from shmi_spark.model.cells import with_all_terms
 from shmi_spark.model.design import (
     CRUDE_RATE,
     INTERCEPT,
     TERMS,
     Estimates,
     GroupDesign,
+    feature_value_expr,
     fit_cells,
     group_designs,
     group_level_counts,
@@ -141,8 +143,7 @@ class GroupModels:
 def _group_data(cells: DataFrame, d: GroupDesign) -> DataFrame:
     """One group's fit cells as (features, label = DEATHS/SPELLS, weight = SPELLS), one partition."""
     names = [f"INDICATOR_{i}" for i in range(len(d.features))]
-    indicators = [F.when(level_expr(t) == F.lit(lv), F.lit(1.0)).otherwise(F.lit(0.0)).alias(n)
-                  for (t, lv), n in zip(d.features, names, strict=True)]
+    indicators = [feature_value_expr(t, lv).alias(n) for (t, lv), n in zip(d.features, names, strict=True)]
     data = (fit_cells(cells, [d]).coalesce(1)
             .select(*indicators,
                     (F.col("DEATHS") / F.col("SPELLS")).alias("label"),

@@ -42,7 +42,16 @@ from pyspark.sql import functions as F
 
 from shmi_spark.config import ModelConfig
 from shmi_spark.model.cells import level_expr
-from shmi_spark.model.design import INTERCEPT, TERMS, Estimates, GroupDesign, Limit, cell_key, level_key
+from shmi_spark.model.design import (
+    INTERCEPT,
+    NUMERIC_TERMS,
+    TERMS,
+    Estimates,
+    GroupDesign,
+    Limit,
+    cell_key,
+    level_key,
+)
 from shmi_spark.model.firth import firth_fit
 from shmi_spark.model.irls import irls_fit
 from shmi_spark.model.rules import GroupFit, fit_with_rules, rule_without_fit
@@ -84,6 +93,9 @@ class _GroupCells:
         self.codes = {t: c[order] for t, c in zip(TERMS, codes, strict=True)}
         self.names = {t: [str(lv) for lv in levels[t]] for t in TERMS}
         self.levels = {t: {lv: i for i, lv in enumerate(self.names[t])} for t in TERMS}
+        # a numeric term's value in each cell (its level is the number; NaN where it is not one)
+        self.values = {t: pd.to_numeric(frame[t].astype(str), errors="coerce").to_numpy(dtype=float)[order]
+                       for t in TERMS if t in NUMERIC_TERMS}
         self.spells = frame["SPELLS"].to_numpy(dtype=float)[order]
         self.deaths = frame["DEATHS"].to_numpy(dtype=float)[order]
         # the separated cells limit_of found: their keys and their mask
@@ -98,9 +110,15 @@ class _GroupCells:
         """The :func:`~shmi_spark.model.design.cell_key` of cell ``i``."""
         return cell_key([self.names[t][self.codes[t][i]] for t in TERMS])
 
+    def column(self, term: str, level: str) -> np.ndarray:
+        """Feature ``(term, level)`` in every cell: a numeric term's value, else the level's 0/1 indicator."""
+        if term in NUMERIC_TERMS:
+            return self.values[term]
+        return self.has(term, level).astype(float)
+
     def features(self, features: list[tuple[str, str]], rows: np.ndarray | None = None) -> np.ndarray:
-        """The 0/1 design columns of ``features`` (no intercept), for ``rows`` or every cell."""
-        cols = [self.has(t, lv) if rows is None else self.has(t, lv)[rows] for t, lv in features]
+        """The design columns of ``features`` (no intercept), for ``rows`` or every cell (:func:`feature_value`)."""
+        cols = [self.column(t, lv) if rows is None else self.column(t, lv)[rows] for t, lv in features]
         n = len(self.spells) if rows is None else int(rows.sum())
         return np.column_stack(cols).astype(float) if cols else np.zeros((n, 0))
 

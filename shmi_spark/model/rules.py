@@ -61,6 +61,7 @@ from shmi_spark.model.design import (
     Estimates,
     GroupDesign,
     cell_levels,
+    feature_value,
     level_key,
     split_level_key,
 )
@@ -246,7 +247,7 @@ def mle_result(d: GroupDesign, m: GroupDesign, config: ModelConfig, est: Estimat
         rows, signs = [], []
         for key, limit in d.limit.cells.items():
             levels = cell_levels(key)
-            rows.append([1.0] + [1.0 if levels[t] == lv else 0.0 for t, lv in d.features])
+            rows.append([1.0] + [feature_value(t, lv, levels[t]) for t, lv in d.features])
             signs.append(1.0 if limit == 1.0 else -1.0)
         scale = limit_scale(np.array(rows), np.array(signs), beta, direction, config.separation_logit)
         beta = beta + scale * direction

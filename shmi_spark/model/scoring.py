@@ -6,7 +6,9 @@ carrying ``DIAG_GROUP``, the covariate columns and a ``YEAR_INDEX`` level:
 * a modelled group: ``P = 1 / (1 + exp(-(INTERCEPT + Σ_terms estimate of the
   row's level)))``; a level with no coefficient row — the reference,
   a level dropped or never seen when fitting — contributes 0 (the reference
-  effect);
+  effect); a numeric term (:data:`shmi_spark.model.cells.NUMERIC_TERMS`)
+  contributes its slope (the ``per unit`` row) times the row's value, 0
+  where the group has no slope;
 * a crude-rate group (``TERM = 'CRUDE_RATE'``): ``P`` = the group's rate;
 * a group with no row in the coefficients table at all: ``P`` is null (this
   cannot happen when the scored spells lie in the modelling window, which
@@ -40,7 +42,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from shmi_spark.model.cells import level_expr, window_years, with_all_terms, year_index
-from shmi_spark.model.design import CRUDE_RATE, INTERCEPT, TERMS
+from shmi_spark.model.design import CRUDE_RATE, INTERCEPT, NUMERIC_TERMS, PER_UNIT, TERMS, numeric_value_expr
 
 __all__ = ["SCORED_CELL_KEYS", "with_probability", "score_spells", "score_cells", "expected_by", "expected_by_trust",
            "expected_by_trust_group", "rescale_factor"]
@@ -108,6 +110,13 @@ def with_probability(df: DataFrame, coefficients, *, year_col: str = "YEAR_INDEX
         group, level, estimate = (F.col(f"COEF_{c}_{term}") for c in ("DIAG_GROUP", "LEVEL", "ESTIMATE"))
         if term in (INTERCEPT, CRUDE_RATE):
             cond = F.col("DIAG_GROUP").cast("int") == group
+        elif term in NUMERIC_TERMS:
+            # the group's slope (its PER_UNIT row) times the row's value; no slope adds 0
+            cond = (F.col("DIAG_GROUP").cast("int") == group) & (level == F.lit(PER_UNIT))
+            value = numeric_value_expr(term)
+            contributions.append(F.when(estimate.isNull(), F.lit(0.0)).when(value.isNull(), F.raise_error(
+                F.concat(F.lit(f"{term} is not a number in a row of diagnosis group "),
+                         F.col("DIAG_GROUP").cast("string")))).otherwise(estimate * value))
         else:
             df = df.withColumn(f"SCORED_LEVEL_{term}", level_expr(year_col if term == "YEAR_INDEX" else term))
             cond = (F.col("DIAG_GROUP").cast("int") == group) & (F.col(f"SCORED_LEVEL_{term}") == level)

@@ -28,7 +28,7 @@ from shmi_spark.io.outputs import REPORT_DIR, REPORT_MARKER_NAME
 from shmi_spark.report.data import RunTables, count_value, flag, period_slug, read_history, read_run
 from shmi_spark.report.pages import Figure, PageFigures, index_page, trust_page
 
-__all__ = ["REPORT_MARKER", "ReportResult", "write_report", "trust_drilldown", "supergroup_drilldown",
+__all__ = ["REPORT_MARKER", "ReportResult", "write_report", "trust_drilldown", "hsmr_drilldown", "supergroup_drilldown",
            "compare_runs"]
 
 REPORT_MARKER = REPORT_MARKER_NAME  # the report folder's marker (what io.outputs recognises a report by)
@@ -52,9 +52,16 @@ def _known_numbers(df: pd.DataFrame) -> pd.DataFrame:
     return out.dropna(subset=["OBSERVED", "EXPECTED"])
 
 
-def trust_drilldown(run: RunTables, code: str, period: str) -> pd.DataFrame:
-    """One trust's diagnosis groups in ``period``: ``DIAG_GROUP, LABEL, SPELLS, OBSERVED, EXPECTED``."""
-    rows = run.groups[(run.groups["PROVIDER_CODE"] == code) & (run.groups["PERIOD"] == period)]
+def trust_drilldown(run: RunTables, code: str, period: str, *, table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One trust's diagnosis groups in ``period``: ``DIAG_GROUP, LABEL, SPELLS, OBSERVED, EXPECTED``.
+
+    ``table``: the SHMI's ``shmi_trust_diag_group`` (default, ``run.groups``)
+    or another indicator's table of the same shape (the HSMR's ``hsmr_trust_diag_group``).
+    """
+    table = run.groups if table is None else table
+    if table.empty:
+        return table
+    rows = table[(table["PROVIDER_CODE"] == code) & (table["PERIOD"] == period)]
     rows = _known_numbers(rows)
     if len(run.diag_groups):
         rows = rows.merge(run.diag_groups[["DIAG_GROUP", "LABEL", "SUPERGROUP"]], on="DIAG_GROUP", how="left")
@@ -64,6 +71,15 @@ def trust_drilldown(run: RunTables, code: str, period: str) -> pd.DataFrame:
     rows.loc[rows["DIAG_GROUP"] == 0, "LABEL"] = "Invalid primary diagnosis"
     rows["SUPERGROUP"] = rows["SUPERGROUP"].fillna("Invalid primary diagnosis")
     return rows
+
+
+def hsmr_drilldown(run: RunTables, code: str) -> pd.DataFrame | None:
+    """The trust's HSMR diagnosis groups with the largest ``|O − E|`` in the main period (the SHMI's rule,
+    :func:`shmi_spark.report.plots.drilldown_table`, top 10); None without the HSMR's breakdown."""
+    from shmi_spark.report.plots import drilldown_table
+
+    groups = trust_drilldown(run, code, run.main_period, table=run.hsmr_by_group)
+    return drilldown_table(groups, top=10) if len(groups) else None
 
 
 def supergroup_drilldown(groups: pd.DataFrame) -> pd.DataFrame:
@@ -360,7 +376,8 @@ def write_report(run_folder: str | Path, *, out: str | Path | None = None, compa
                     by_trust[code] = figure
             drawn += drawn_trust.count
             (building / "trusts" / f"{code}.html").write_text(
-                trust_page(run, code, figures, drill=drawn_trust.drill, drill_super=drawn_trust.drill_super),
+                trust_page(run, code, figures, drill=drawn_trust.drill, drill_super=drawn_trust.drill_super,
+                           hsmr_drill=hsmr_drilldown(run, code)),
                 encoding="utf-8")
             if say is not None and (i % 50 == 0 or i == len(codes)):
                 say(f"report: {i} of {len(codes)} trust pages")

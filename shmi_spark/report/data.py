@@ -5,7 +5,8 @@ diagnosis-group, area, contextual and model-quality tables, ``trust_areas``,
 ``diag_groups``, ``model_calibration`` and each period's
 ``model/<period>/diagnostics.csv``; and, when the run computed the HSMR
 (``hsmr.enabled``; README "SHMI and HSMR"), ``hsmr_trust``, ``shmi_vs_hsmr``
-(the bridge), ``hsmr_groups`` and, with baskets, ``basket_trust`` — a run
+(the bridge), ``hsmr_groups``, ``hsmr_trust_diag_group`` and, with baskets,
+``basket_trust`` — a run
 without them (the HSMR off, or a run from before it) has a report without
 the HSMR.  In a publication run (``--publication``) the tables that carry
 counts are read from ``publication/``, so the report suppresses small counts
@@ -31,8 +32,8 @@ REQUIRED_FILES = ("summary.json", "shmi_trust.csv", "shmi_trust_diag_group.csv",
                   "shmi_area.csv", "model_quality.csv")
 _PUBLISHED = ("shmi_trust", "shmi_trust_diag_group", "contextual", "shmi_area")
 #: The HSMR's files the report reads, when the run has them (all but ``hsmr_groups`` have a publication copy).
-HSMR_FILES = ("hsmr_trust", "shmi_vs_hsmr", "hsmr_groups", "basket_trust")
-_HSMR_PUBLISHED = ("hsmr_trust", "shmi_vs_hsmr", "basket_trust")
+HSMR_FILES = ("hsmr_trust", "shmi_vs_hsmr", "hsmr_groups", "hsmr_trust_diag_group", "basket_trust")
+_HSMR_PUBLISHED = ("hsmr_trust", "shmi_vs_hsmr", "hsmr_trust_diag_group", "basket_trust")
 _TEXT_COLUMNS = {"PERIOD": str, "PROVIDER_CODE": str, "REGION": str, "BASKET": str, "INDICATOR": str,
                  "STEP_NAME": str}
 
@@ -75,6 +76,7 @@ class RunTables:
     hsmr: pd.DataFrame = field(default_factory=pd.DataFrame)
     bridge: pd.DataFrame = field(default_factory=pd.DataFrame)
     hsmr_groups: pd.DataFrame = field(default_factory=pd.DataFrame)
+    hsmr_by_group: pd.DataFrame = field(default_factory=pd.DataFrame)
     baskets: pd.DataFrame = field(default_factory=pd.DataFrame)
     _merged: dict[str, pd.DataFrame] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -209,4 +211,4 @@ def read_run(folder: str | Path) -> RunTables:
         quality=_read(root, "model_quality"), calibration=_read(root, "model_calibration", required=False),
         diagnostics=diagnostics, periods=periods, trend_periods=periods[:-1] if five_year else periods,
         publication=publication, hsmr=hsmr["hsmr_trust"], bridge=hsmr["shmi_vs_hsmr"],
-        hsmr_groups=hsmr["hsmr_groups"], baskets=hsmr["basket_trust"])
+        hsmr_groups=hsmr["hsmr_groups"], hsmr_by_group=hsmr["hsmr_trust_diag_group"], baskets=hsmr["basket_trust"])

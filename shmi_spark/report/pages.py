@@ -523,9 +523,9 @@ def _hsmr_section(run: RunTables, figures: PageFigures) -> str:
              "<p>The HSMR (hospital standardised mortality ratio, 100 for England) counts only the deaths in "
              "hospital, in the diagnosis groups with most of those deaths, per continuous inpatient spell across "
              "transfers (superspell), expected from a case mix with palliative care, prior emergency admissions, "
-             "source of admission and deprivation; it is banded on the exact 95% Poisson limits of its observed "
-             "deaths. Drawn and tabled as HSMR / 100, a ratio like the SHMI. The bridge on each trust's page goes "
-             "from one indicator to the other one setting at a time.</p>"]
+             "source of admission, deprivation and the Charlson score as a number; it is banded on the exact 95% "
+             "Poisson limits of its observed deaths. Drawn and tabled as HSMR / 100, a ratio like the SHMI. "
+             "The bridge on each trust's page goes from one indicator to the other one setting at a time.</p>"]
     for period in run.periods:
         rows = run.shmi_hsmr(period)
         if not rows["IN_HSMR"].any():
@@ -550,9 +550,11 @@ _STEP_CAUSES = {
         "transfers between hospitals change which deaths and which patients count as its own",
         "transfers between hospitals change which deaths and which patients count as its own"),
     5: ("",
-        "allowing for palliative care, prior emergency admissions, source of admission and deprivation, more of "
+        "allowing for palliative care, prior emergency admissions, source of admission, deprivation and the "
+        "Charlson score, more of "
         "its patients are expected to die",
-        "allowing for palliative care, prior emergency admissions, source of admission and deprivation, fewer of "
+        "allowing for palliative care, prior emergency admissions, source of admission, deprivation and the "
+        "Charlson score, fewer of "
         "its patients are expected to die"),
 }
 
@@ -720,7 +722,7 @@ def _bridge_table(rows: pd.DataFrame, period: str) -> str:
             f'<th scope="col">Largest change</th></tr></thead><tbody>{body}</tbody></table>')
 
 
-def _trust_hsmr_section(run: RunTables, code: str, figures: PageFigures) -> str:
+def _trust_hsmr_section(run: RunTables, code: str, figures: PageFigures, drill: pd.DataFrame | None = None) -> str:
     if not run.has_hsmr:
         return ""
     period = run.main_period
@@ -736,13 +738,21 @@ def _trust_hsmr_section(run: RunTables, code: str, figures: PageFigures) -> str:
     scatter = figures.trust_scatter.get(code)
     if scatter is not None:
         parts.append(f"<h3>Beside the other trusts, {esc(period)}</h3>{_figure(scatter, '../')}")
+    if drill is not None:
+        parts.append(f"<h3>The HSMR's diagnosis groups, {esc(period)}</h3>"
+                     "<p>Deaths in hospital per continuous inpatient spell, observed minus expected under the HSMR's "
+                     "case mix, in the groups the HSMR covers: the largest differences, any excess first.</p>"
+                     f"{_drill_table(drill, f'HSMR diagnosis groups with the largest differences, {period}')}")
     parts.append("</section>")
     return "".join(parts)
 
 
 def trust_page(run: RunTables, code: str, figures: PageFigures, *, drill: pd.DataFrame | None = None,
-               drill_super: pd.DataFrame | None = None) -> str:
-    """``trusts/<code>.html``: the trust's SHMI by period, trend, drill-down and contextual indicators."""
+               drill_super: pd.DataFrame | None = None, hsmr_drill: pd.DataFrame | None = None) -> str:
+    """``trusts/<code>.html``: the trust's SHMI by period, trend, drill-down and contextual indicators.
+
+    With the HSMR: its section, with ``hsmr_drill`` (the HSMR's diagnosis groups with the largest differences).
+    """
     rows = run.trusts[run.trusts["PROVIDER_CODE"] == code]
     rows = rows.set_index("PERIOD").reindex(run.periods).dropna(how="all").reset_index()
     name = str(rows["PROVIDER_NAME"].iloc[0]) if len(rows) else code
@@ -756,7 +766,7 @@ def trust_page(run: RunTables, code: str, figures: PageFigures, *, drill: pd.Dat
     body = (f'<header><p><a href="../index.html">← All trusts</a></p><h1>{esc(name)} ({esc(code)})</h1>'
             f'<p class="muted">{where}</p></header><main>{_suppression_note(run)}'
             f"<h2>SHMI by period</h2>{_trust_periods_table(rows)}{trend_html}"
-            f"{_figure(figures.trust_funnel.get(code), '../')}{_trust_hsmr_section(run, code, figures)}"
+            f"{_figure(figures.trust_funnel.get(code), '../')}{_trust_hsmr_section(run, code, figures, hsmr_drill)}"
             f"<h2>Diagnosis groups, {esc(period)}</h2>"
             "<p>Observed minus expected deaths by diagnosis group: the largest contributors to any excess first. "
             "Observed / expected with the exact 95% Poisson interval of the observed deaths.</p>"
