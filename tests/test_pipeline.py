@@ -214,7 +214,8 @@ def test_same_input_same_numbers_whatever_the_partitioning(spark, run_all, world
 
 def test_models_are_the_maximum_likelihood_limit(spark, run_all):
     """Every group's fitted cell probabilities equal a long-run record-level IRLS (model.limit_check)
-    to 1e-6, every trust's expected deaths to 1e-4 relative, and no diagnostics row names an exception."""
+    to 1e-6, every trust's expected deaths to 1e-4 relative, and no diagnostics row names an exception:
+    the SHMI's models and the HSMR's."""
     from shmi_spark.model.limit_check import check_run_period
 
     out, summary = run_all
@@ -225,3 +226,9 @@ def test_models_are_the_maximum_likelihood_limit(spark, run_all):
         assert result["max_cell_difference"] < 1e-6, result
         assert result["max_trust_relative_difference"] < 1e-4, result
         assert result["exceptions"] == 0 and "mle_limit" in result["rules"], result
+        # the HSMR's models, its Charlson slope included, on the HSMR's table rebuilt from the spells
+        hsmr = check_run_period(spells, out, p["period"], dt.date.fromisoformat(str(p["window_start"])),
+                                dt.date.fromisoformat(str(p["window_end"])), hsmr=True)
+        assert hsmr["max_cell_difference"] < 1e-6, hsmr
+        assert hsmr["max_trust_relative_difference"] < 1e-4, hsmr
+        assert hsmr["exceptions"] == 0 and set(hsmr["rules"]) <= {"mle", "mle_limit", "crude_rate"}, hsmr
