@@ -37,13 +37,15 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from shmi_spark.model.cells import NUMERIC_TERMS
+from shmi_spark.model.design import PER_UNIT
+
 __all__ = ["long_run_probabilities", "check_period", "check_run_period", "trust_cells", "main"]
 
 _TERMS = ["AGE_BAND", "SEX_CAT", "ADMIMETH_CAT", "ADM_MONTH", "YEAR_INDEX", "CHARLSON_BAND", "BIRWEIT_BAND"]
 # the HSMR's terms; the Charlson score is one numeric column
 _HSMR_TERMS = ["AGE_BAND", "SEX_CAT", "ADMIMETH_CAT", "ADM_MONTH", "YEAR_INDEX", "ADMISSION_SOURCE",
                "DEPRIVATION_FIFTH", "PALLIATIVE_CARE", "PRIOR_EMERGENCY_ADMISSIONS", "CHARLSON_INDEX"]
-_NUMERIC = ("CHARLSON_INDEX",)
 
 
 def long_run_probabilities(cells: pd.DataFrame, terms: list[str] | None = None, max_iter: int = 100,
@@ -59,7 +61,7 @@ def long_run_probabilities(cells: pd.DataFrame, terms: list[str] | None = None, 
     columns = [np.ones(len(cells))]
     for term in terms or _TERMS:
         values = cells[term].astype(str)
-        if term in _NUMERIC:  # a number: one column (none when it takes one value)
+        if term in NUMERIC_TERMS:  # a number: one column (none when it takes one value)
             columns += [values.astype(float).to_numpy()] if values.nunique() > 1 else []
             continue
         columns += [(values == lv).to_numpy(float) for lv in sorted(values.unique())[1:]]
@@ -106,8 +108,8 @@ def _probability(cells: pd.DataFrame, coefficients: pd.DataFrame, terms: list[st
     eta = cells["DIAG_GROUP"].map(intercept).fillna(0.0).to_numpy(float)
     for term in terms:
         rows = coefs[coefs["TERM"] == term]
-        if term in _NUMERIC:  # the slope times the cell's number
-            slope = rows[rows["LEVEL"] == "per unit"].set_index("DIAG_GROUP")["ESTIMATE"]
+        if term in NUMERIC_TERMS:  # the slope times the cell's number
+            slope = rows[rows["LEVEL"] == PER_UNIT].set_index("DIAG_GROUP")["ESTIMATE"]
             eta = eta + cells["DIAG_GROUP"].map(slope).fillna(0.0).to_numpy(float) * cells[term].astype(float)
             continue
         lookup = {(int(g), lv): e for g, lv, e in rows[["DIAG_GROUP", "LEVEL", "ESTIMATE"]].itertuples(index=False)}
